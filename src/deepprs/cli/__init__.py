@@ -1,0 +1,1 @@
+"""Command-line interface (typer). Each command module only parses flags and calls the API."""

@@ -1,0 +1,50 @@
+"""Option types and helpers shared by every command: the plink-style flag conventions.
+
+Every command takes ``--out PREFIX`` and writes ``PREFIX.log`` + ``PREFIX.provenance.json``
+through :func:`run_logged`; genotype input is one of ``--bfile/--pfile/--bgen``; lists such as
+``--pheno-name`` accept repeats or commas (``--pheno-name A,B``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from deepprs.utils.runlog import RunLog
+
+T = TypeVar("T")
+
+Bfile = Annotated[str | None, typer.Option("--bfile", help="PLINK 1 prefix (.bed/.bim/.fam)")]
+Pfile = Annotated[str | None, typer.Option("--pfile", help="PLINK 2 prefix (.pgen/.pvar/.psam)")]
+Bgen = Annotated[str | None, typer.Option("--bgen", help="BGEN file (needs the [bgen] extra)")]
+Pheno = Annotated[str | None, typer.Option("--pheno", help="phenotype table with FID IID header")]
+PhenoName = Annotated[list[str] | None, typer.Option("--pheno-name", help="phenotype column(s); repeat or comma-separate")]
+Covar = Annotated[str | None, typer.Option("--covar", help="covariate table with FID IID header")]
+CovarName = Annotated[list[str] | None, typer.Option("--covar-name", help="covariate column(s); repeat or comma-separate")]
+Keep = Annotated[str | None, typer.Option("--keep", help="keep only these samples (FID IID per line)")]
+Remove = Annotated[str | None, typer.Option("--remove", help="remove these samples (FID IID per line)")]
+Out = Annotated[str, typer.Option("--out", help="output prefix")]
+Threads = Annotated[int | None, typer.Option("--threads", help="CPU threads for torch")]
+Device = Annotated[str, typer.Option("--device", help="cpu, cuda or auto")]
+Seed = Annotated[int, typer.Option("--seed", help="random seed")]
+Quiet = Annotated[bool, typer.Option("--quiet", help="no console output (the log still gets it)")]
+
+
+def split_names(values: list[str] | None) -> list[str] | None:
+    """Flatten repeated/comma-separated list options; ``None`` when empty."""
+    if not values:
+        return None
+    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    return names or None
+
+
+def run_logged(out: str, command: str, body: Callable[[RunLog], T], *, quiet: bool = False,
+               threads: int | None = None, parameters: dict[str, Any] | None = None) -> T:
+    """Run ``body(log)`` inside a :class:`RunLog` for ``out`` (log, provenance, cleanup on error)."""
+    from deepprs.utils.device import set_threads
+
+    set_threads(threads)
+    with RunLog(out, command, quiet=quiet, parameters=parameters) as log:
+        return body(log)

@@ -1,0 +1,205 @@
+"""Phenotype and covariate tables, and sample alignment with a genotype file.
+
+Files are whitespace/tab separated with a header starting ``FID IID`` or ``#FID IID``
+(``#IID`` alone is accepted: FID is then set equal to IID, as plink2 does). ``NA`` and
+``-9`` mean missing (plink2's ``--input-missing-phenotype`` default, which also applies to
+covariates). Non-numeric covariate columns are categorical and one-hot encoded with the
+first level dropped; non-numeric phenotype values are an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from deepprs.errors import InputError
+
+MISSING_TOKENS = ["NA", "na", "NaN", "nan", ".", "-9", "-9.0"]
+
+
+def _read_raw(path: str | Path, what: str) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what} file {path} does not exist")
+    try:
+        table = pd.read_csv(path, sep=r"\s+", dtype=str, keep_default_na=False, engine="python")
+    except pd.errors.EmptyDataError as exc:
+        raise InputError(f"{what} file {path} is empty") from exc
+    columns = list(table.columns)
+    if columns and columns[0].startswith("#"):
+        columns[0] = columns[0][1:]
+    upper = [c.upper() for c in columns]
+    if upper[:2] == ["FID", "IID"]:
+        columns[:2] = ["FID", "IID"]
+        table.columns = columns
+    elif upper[:1] == ["IID"]:
+        columns[0] = "IID"
+        table.columns = columns
+        table.insert(0, "FID", table["IID"])
+    else:
+        raise InputError(f"{what} file {path}: the header must start with 'FID IID' (or '#FID IID' or '#IID'); "
+                         f"found {' '.join(columns[:3])!r}")
+    if table.shape[1] < 3:
+        raise InputError(f"{what} file {path} has no data columns after FID IID")
+    dup = table.duplicated(subset=["FID", "IID"], keep=False)
+    if dup.any():
+        first = (table.loc[dup, "FID"] + " " + table.loc[dup, "IID"]).unique()[:3].tolist()
+        raise InputError(f"{what} file {path}: duplicate FID IID rows (first: {first}); each sample once")
+    return table.set_index(["FID", "IID"])
+
+
+def _select(table: pd.DataFrame, names: list[str] | None, path: str | Path, what: str, flag: str) -> pd.DataFrame:
+    if not names:
+        return table
+    unknown = [n for n in names if n not in table.columns]
+    if unknown:
+        raise InputError(f"{flag} {', '.join(unknown)} not found in {what} file {path}; "
+                         f"available columns: {', '.join(map(str, table.columns))}")
+    return table[names]
+
+
+def read_phenotypes(path: str | Path, names: list[str] | None = None) -> pd.DataFrame:
+    """Read a phenotype table.
+
+    Returns
+    -------
+    DataFrame indexed by (FID, IID), one float column per phenotype (NaN = missing).
+
+    Raises
+    ------
+    InputError
+        Unknown ``--pheno-name``, non-numeric values, or a column that is entirely missing.
+    """
+    table = _select(_read_raw(path, "phenotype"), names, path, "phenotype", "--pheno-name")
+    out = {}
+    for column in table.columns:
+        raw = table[column].replace(MISSING_TOKENS, np.nan)
+        values = pd.to_numeric(raw, errors="coerce")
+        bad = values.isna() & raw.notna()
+        if bad.any():
+            where = table.index[bad.to_numpy()][0]
+            raise InputError(f"phenotype file {path}: column {column} has non-numeric value "
+                             f"{raw[bad].iloc[0]!r} (sample {where[0]} {where[1]}); use numbers, NA or -9")
+        if values.isna().all():
+            raise InputError(f"phenotype file {path}: column {column} is missing for every sample")
+        out[column] = values.astype(float)
+    return pd.DataFrame(out, index=table.index)
+
+
+def read_covariates(path: str | Path, names: list[str] | None = None) -> pd.DataFrame:
+    """Read a covariate table; categorical columns are one-hot encoded (first level dropped).
+
+    Returns
+    -------
+    DataFrame indexed by (FID, IID) of floats (NaN = missing); a categorical column ``C``
+    with levels a, b, c becomes ``C=b`` and ``C=c``.
+    """
+    table = _select(_read_raw(path, "covariate"), names, path, "covariate", "--covar-name")
+    columns: dict[str, pd.Series] = {}
+    for column in table.columns:
+        raw = table[column].replace(MISSING_TOKENS, np.nan)
+        values = pd.to_numeric(raw, errors="coerce")
+        if values.isna().all() and raw.isna().all():
+            raise InputError(f"covariate file {path}: column {column} is missing for every sample")
+        if (values.isna() & raw.notna()).any():
+            levels = sorted(raw.dropna().unique().tolist())
+            for level in levels[1:]:
+                indicator = (raw == level).astype(float)
+                indicator[raw.isna()] = np.nan
+                columns[f"{column}={level}"] = indicator
+        else:
+            columns[column] = values.astype(float)
+    return pd.DataFrame(columns, index=table.index)
+
+
+def read_sample_list(path: str | Path, what: str = "--keep") -> pd.MultiIndex:
+    """Read a --keep/--remove file: ``FID IID`` per line (header optional) or one IID per line."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what} file {path} does not exist")
+    pairs = []
+    for line in path.read_text().splitlines():
+        fields = line.split()
+        if not fields or fields[0].upper() in ("FID", "#FID", "#IID", "IID"):
+            continue
+        pairs.append((fields[0], fields[1]) if len(fields) >= 2 else (fields[0], fields[0]))
+    return pd.MultiIndex.from_tuples(pairs, names=["FID", "IID"]) if pairs else \
+        pd.MultiIndex.from_arrays([[], []], names=["FID", "IID"])
+
+
+@dataclass
+class SampleAlignment:
+    """Result of :func:`align_samples`.
+
+    Attributes
+    ----------
+    genotype_index : ndarray of int, shape (n,)
+        Rows of the genotype file to use, in genotype-file order.
+    sample_ids : MultiIndex (FID, IID) of the n kept samples.
+    phenotypes, covariates : DataFrame (n rows, same order) or None.
+    dropped : dict mapping a reason to the number of samples dropped for it.
+    """
+
+    genotype_index: np.ndarray
+    sample_ids: pd.MultiIndex
+    phenotypes: pd.DataFrame | None
+    covariates: pd.DataFrame | None
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def report(self) -> str:
+        parts = [f"{len(self.genotype_index)} samples kept"]
+        parts += [f"{count} dropped: {reason}" for reason, count in self.dropped.items() if count]
+        return "; ".join(parts)
+
+
+def align_samples(genotype_ids: pd.MultiIndex, *, phenotypes: pd.DataFrame | None = None,
+                  covariates: pd.DataFrame | None = None, keep: pd.MultiIndex | None = None,
+                  remove: pd.MultiIndex | None = None, require_complete_covariates: bool = True,
+                  pheno_path: str | None = None) -> SampleAlignment:
+    """Intersect the genotype samples with phenotype/covariate tables and --keep/--remove lists.
+
+    Samples missing *all* phenotypes are dropped; samples missing any covariate are dropped when
+    ``require_complete_covariates`` (plink2 behaviour). Individual phenotype values may remain NaN
+    (per-phenotype handling is the caller's job).
+    """
+    mask = np.ones(len(genotype_ids), dtype=bool)
+    dropped: dict[str, int] = {}
+
+    def apply(new_mask: np.ndarray, reason: str) -> None:
+        nonlocal mask
+        lost = int((mask & ~new_mask).sum())
+        dropped[reason] = dropped.get(reason, 0) + lost
+        mask &= new_mask
+
+    if keep is not None:
+        apply(genotype_ids.isin(keep), "not in --keep")
+    if remove is not None:
+        apply(~genotype_ids.isin(remove), "in --remove")
+    if phenotypes is not None:
+        common = genotype_ids.isin(phenotypes.index)
+        if not common.any():
+            first = [" ".join(map(str, t)) for t in phenotypes.index[:3]]
+            gfirst = [" ".join(map(str, t)) for t in genotype_ids[:3]]
+            raise InputError(f"phenotype file {pheno_path or ''} has 0 sample IDs in common with the genotype "
+                             f"file (phenotype IDs: {first}; genotype IDs: {gfirst}); check the FID/IID columns")
+        apply(common, "not in the phenotype file")
+        present = phenotypes.reindex(genotype_ids).notna().any(axis=1).to_numpy()
+        apply(present, "phenotype missing")
+    if covariates is not None:
+        apply(genotype_ids.isin(covariates.index), "not in the covariate file")
+        if require_complete_covariates and covariates.shape[1]:
+            complete = covariates.reindex(genotype_ids).notna().all(axis=1).to_numpy()
+            apply(complete, "covariate missing")
+    if not mask.any():
+        raise InputError("no samples remain after matching genotypes, phenotypes, covariates and --keep/--remove")
+    index = np.flatnonzero(mask)
+    ids = genotype_ids[index]
+    return SampleAlignment(
+        genotype_index=index, sample_ids=ids,
+        phenotypes=None if phenotypes is None else phenotypes.reindex(ids),
+        covariates=None if covariates is None else covariates.reindex(ids),
+        dropped=dropped,
+    )
