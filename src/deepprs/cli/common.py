@@ -16,6 +16,9 @@ from deepprs.utils.runlog import RunLog
 
 T = TypeVar("T")
 
+# The command line as the user gave it (set by cli.main.main), echoed into every log.
+INVOCATION: list[str] = []
+
 Bfile = Annotated[str | None, typer.Option("--bfile", help="PLINK 1 prefix (.bed/.bim/.fam)")]
 Pfile = Annotated[str | None, typer.Option("--pfile", help="PLINK 2 prefix (.pgen/.pvar/.psam)")]
 Bgen = Annotated[str | None, typer.Option("--bgen", help="BGEN file (needs the [bgen] extra)")]
@@ -41,10 +44,12 @@ def split_names(values: list[str] | None) -> list[str] | None:
 
 
 def run_logged(out: str, command: str, body: Callable[[RunLog], T], *, quiet: bool = False,
-               threads: int | None = None, parameters: dict[str, Any] | None = None) -> T:
+               threads: int | None = None, parameters: dict[str, Any] | None = None,
+               argv: list[str] | None = None) -> T:
     """Run ``body(log)`` inside a :class:`RunLog` for ``out`` (log, provenance, cleanup on error)."""
     from deepprs.utils.device import set_threads
 
     set_threads(threads)
-    with RunLog(out, command, quiet=quiet, parameters=parameters) as log:
+    argv = argv if argv is not None else (list(INVOCATION) or None)
+    with RunLog(out, command, argv=argv, quiet=quiet, parameters=parameters) as log:
         return body(log)

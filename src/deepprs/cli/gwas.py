@@ -1,7 +1,117 @@
-"""`deepprs gwas` command (not implemented yet)."""
+"""`deepprs gwas`: plink2-style association testing (linear / logistic with Firth fallback)."""
+
+from __future__ import annotations
+
+from typing import Annotated
 
 import typer
 
+from deepprs.cli.common import (
+    Bfile,
+    Covar,
+    CovarName,
+    Device,
+    Keep,
+    Out,
+    Pfile,
+    Pheno,
+    PhenoName,
+    Quiet,
+    Remove,
+    Threads,
+    run_logged,
+    split_names,
+)
+
 
 def register(app: typer.Typer) -> None:
-    """Add the command to the app (placeholder until the command lands)."""
+    """Add ``deepprs gwas`` to the app."""
+
+    @app.command("gwas")
+    def gwas(
+        out: Out,
+        bfile: Bfile = None,
+        pfile: Pfile = None,
+        pheno: Pheno = None,
+        pheno_name: PhenoName = None,
+        covar: Covar = None,
+        covar_name: CovarName = None,
+        keep: Keep = None,
+        remove: Remove = None,
+        threads: Threads = None,
+        device: Device = "cpu",
+        block_size: Annotated[int, typer.Option("--block-size", help="variants per block")] = 4096,
+        cvblup_covar: Annotated[
+            str | None,
+            typer.Option(
+                "--cvblup-covar",
+                help="PREFIX of PREFIX.cvblup.loco.tsv: add the LOCO cvBLUP of each variant's "
+                "chromosome as a covariate",
+            ),
+        ] = None,
+        gz: Annotated[bool, typer.Option("--gz", help="gzip the result files")] = False,
+        linear_only: Annotated[
+            bool, typer.Option("--linear-only", help="treat 0/1 and 1/2 phenotypes as quantitative too")
+        ] = False,
+        no_plots: Annotated[bool, typer.Option("--no-plots", help="skip the Manhattan and QQ PNGs")] = False,
+        quiet: Quiet = False,
+    ) -> None:
+        """GWAS like plink2 --glm: OUT.<pheno>.glm.linear or .glm.logistic.hybrid (+ Manhattan/QQ PNGs).
+
+        Binary traits (all values 1/2: 1 = control, 2 = case; or 0/1: 0 = control) get logistic
+        regression with Firth fallback; others linear regression. A1 is the counted allele (.bim
+        column 5 / ALT).
+        """
+        from deepprs.assoc.gwas import run_gwas
+        from deepprs.assoc.loco import read_cvblup_loco
+        from deepprs.errors import InputError
+        from deepprs.io.cohort import genotype_path, load_cohort
+
+        parameters = dict(
+            bfile=bfile,
+            pfile=pfile,
+            pheno=pheno,
+            pheno_name=pheno_name,
+            covar=covar,
+            covar_name=covar_name,
+            keep=keep,
+            remove=remove,
+            device=device,
+            block_size=block_size,
+            cvblup_covar=cvblup_covar,
+            gz=gz,
+            linear_only=linear_only,
+            plots=not no_plots,
+        )
+
+        def body(log) -> None:
+            path, file_format = genotype_path(bfile, pfile)
+            if not pheno:
+                raise InputError("--pheno FILE is required (a table with FID IID and one column per trait)")
+            if block_size < 1:
+                raise InputError("--block-size must be >= 1")
+            cohort = load_cohort(
+                path,
+                file_format=file_format,
+                pheno=pheno,
+                pheno_names=split_names(pheno_name),
+                covar=covar,
+                covar_names=split_names(covar_name),
+                keep=keep,
+                remove=remove,
+            )
+            log.info(f"{cohort.genotypes!r}; {cohort.alignment.report()}")
+            loco = read_cvblup_loco(cvblup_covar, cohort.sample_ids) if cvblup_covar else None
+            run_gwas(
+                cohort,
+                out=out,
+                loco_covariates=loco,
+                linear_only=linear_only,
+                block_size=block_size,
+                device=device,
+                gz=gz,
+                plots=not no_plots,
+                progress=not quiet,
+            )
+
+        run_logged(out, "gwas", body, quiet=quiet, threads=threads, parameters=parameters)

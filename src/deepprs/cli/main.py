@@ -47,6 +47,9 @@ for _name in COMMAND_MODULES:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point; turns user errors into a one-line message and exit code 2."""
+    from deepprs.cli import common
+
+    common.INVOCATION[:] = ["deepprs", *(sys.argv[1:] if argv is None else argv)]
     try:
         app(args=argv, standalone_mode=False)
     except DeepPRSError as exc:

@@ -4,6 +4,8 @@ from deepprs.io.bed import BedReader, read_bim, read_fam, write_bed
 from deepprs.io.cohort import Cohort, genotype_path, load_cohort
 from deepprs.io.genotypes import GenotypeBlock, GenotypeSource, open_genotypes
 from deepprs.io.packed import PackedGenotypes
+from deepprs.io.pgen import PgenReader, read_psam, read_pvar, write_pgen
+from deepprs.io.standardize import allele_frequency, standardize
 from deepprs.io.tables import (
     SampleAlignment,
     align_samples,
@@ -13,7 +15,8 @@ from deepprs.io.tables import (
 )
 
 __all__ = [
-    "BedReader", "Cohort", "genotype_path", "load_cohort", "GenotypeBlock", "GenotypeSource", "PackedGenotypes", "SampleAlignment", "align_samples",
-    "open_genotypes", "read_bim", "read_covariates", "read_fam", "read_phenotypes", "read_sample_list",
-    "write_bed",
+    "BedReader", "Cohort", "GenotypeBlock", "GenotypeSource", "PackedGenotypes", "PgenReader", "SampleAlignment",
+    "align_samples", "allele_frequency", "genotype_path", "load_cohort", "open_genotypes", "read_bim",
+    "read_covariates", "read_fam", "read_phenotypes", "read_psam", "read_pvar", "read_sample_list", "standardize",
+    "write_bed", "write_pgen",
 ]

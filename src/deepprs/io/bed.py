@@ -9,6 +9,7 @@ Two-bit codes: ``00`` homozygous first .bim allele (A1), ``01`` missing, ``10`` 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,115 @@ BED_MAGIC = bytes([0x6C, 0x1B, 0x01])
 _CODE_TO_DOSAGE = np.array([2, -1, 1, 0], dtype=np.int8)
 # byte -> the four dosages it packs, lowest bits first
 BYTE_TO_DOSAGES = _CODE_TO_DOSAGE[(np.arange(256)[:, None] >> np.array([0, 2, 4, 6])) & 3].astype(np.int8)
+# byte -> byte whose four 2-bit fields hold (dosage + 1), i.e. 0 = missing, 1/2/3 = dosage 0/1/2: one
+# table lookup per *byte*, after which a field minus 1 is the int8 dosage (no per-genotype gather)
+_FIELD_SHIFTS = np.array([0, 2, 4, 6])
+_BYTE_CODES = (np.arange(256)[:, None] >> _FIELD_SHIFTS) & 3                     # (256, 4)
+BYTE_TO_DOSAGE_PLUS_ONE = (((_CODE_TO_DOSAGE + 1).astype(np.uint8)[_BYTE_CODES] << _FIELD_SHIFTS)
+                           .sum(axis=1).astype(np.uint8))
+_DECODE_CHUNK = 512     # variants decoded at a time: keeps the transposed bytes in cache
+
+
+def decode_bed_block(packed: np.ndarray, sample_index: np.ndarray | None = None, *,
+                     n_samples: int | None = None) -> np.ndarray:
+    """Decode variant-major packed .bed bytes into a samples × variants int8 dosage matrix.
+
+    Parameters
+    ----------
+    packed : ndarray of uint8, shape (b, ceil(N / 4))
+        Rows of a variant-major .bed (without the magic bytes).
+    sample_index : ndarray of int, shape (n,), optional
+        Samples to decode (any order, repeats allowed); all ``n_samples`` when omitted.
+    n_samples
+        N, needed when ``sample_index`` is omitted (the last byte may hold padding).
+
+    Returns
+    -------
+    ndarray of int8, shape (n, b) or (N, b)
+        Dosage of A1 (the fifth .bim column); -1 = missing.
+
+    Notes
+    -----
+    Vectorised: one 256-entry table lookup per byte recodes the four 2-bit fields to
+    ``dosage + 1``; each field is then shifted out for all samples at once and written
+    straight into sample-major order, so no samples × variants transpose is ever made.
+    """
+    packed = np.asarray(packed, dtype=np.uint8)
+    n_variants, n_bytes = packed.shape
+    if sample_index is None:
+        total = n_bytes * 4 if n_samples is None else n_samples
+        out = np.empty((n_bytes, 4, n_variants), dtype=np.int8)
+        for start in range(0, n_variants, _DECODE_CHUNK):
+            stop = min(start + _DECODE_CHUNK, n_variants)
+            recoded = np.take(BYTE_TO_DOSAGE_PLUS_ONE, packed[start:stop].T)        # (bytes, chunk)
+            field = np.empty_like(recoded)
+            for j in range(4):
+                np.right_shift(recoded, 2 * j, out=field)
+                np.bitwise_and(field, 3, out=field)
+                np.subtract(field, 1, out=out[:, j, start:stop], casting="unsafe")  # 0 - 1 wraps to -1
+        return out.reshape(n_bytes * 4, n_variants)[:total]
+    sample_index = np.asarray(sample_index, dtype=np.int64)
+    shift = ((sample_index % 4) * 2).astype(np.uint8)[:, None]
+    out = np.empty((len(sample_index), n_variants), dtype=np.int8)
+    for start in range(0, n_variants, _DECODE_CHUNK):
+        stop = min(start + _DECODE_CHUNK, n_variants)
+        recoded = np.take(BYTE_TO_DOSAGE_PLUS_ONE, packed[start:stop].T[sample_index // 4])  # (n, chunk)
+        np.right_shift(recoded, shift, out=recoded)
+        np.bitwise_and(recoded, 3, out=recoded)
+        np.subtract(recoded, 1, out=out[:, start:stop], casting="unsafe")
+    return out
+
+
+# byte -> byte with each 2-bit field recoded to the PackedGenotypes code (0/1/2 = dosage, 3 = missing)
+_CODE_TO_PACKED = np.where(_CODE_TO_DOSAGE < 0, 3, _CODE_TO_DOSAGE).astype(np.uint8)
+BYTE_TO_PACKED_CODES = ((_CODE_TO_PACKED[_BYTE_CODES] << _FIELD_SHIFTS).sum(axis=1)).astype(np.uint8)
+
+
+def transcode_bed_block(packed: np.ndarray, n_samples: int) -> np.ndarray:
+    """Turn variant-major .bed bytes into sample-major 2-bit codes (the PackedGenotypes layout).
+
+    Parameters
+    ----------
+    packed : ndarray of uint8, shape (b, ceil(N / 4))
+        Rows of a variant-major .bed (4 samples per byte).
+    n_samples
+        N.
+
+    Returns
+    -------
+    ndarray of uint8, shape (N, ceil(b / 4))
+        4 variants per byte, lowest bits first; codes 0/1/2 = dosage of A1, 3 = missing (also the
+        padding of the last byte), exactly :func:`deepprs.io.packed.pack_dosage` of the decoded block.
+
+    Notes
+    -----
+    A 2-bit transpose done on whole words, never expanding to one byte per genotype: after
+    recoding each byte, four variants' bytes of one sample group are read as a uint32; field ``j``
+    of each byte (sample ``4k + j``) is masked out and the four 2-bit values are gathered into the
+    low byte with two shift-or steps.
+    """
+    packed = np.asarray(packed, dtype=np.uint8)
+    n_variants, n_bytes = packed.shape
+    n_out = (n_variants + 3) // 4
+    out = np.empty((n_bytes, 4, n_out), dtype=np.uint8)
+    chunk = _DECODE_CHUNK                     # a multiple of 4, so chunks start on output bytes
+    for start in range(0, n_variants, chunk):
+        stop = min(start + chunk, n_variants)
+        width = ((stop - start + 3) // 4) * 4
+        recoded = np.full((n_bytes, width), 0xFF, dtype=np.uint8)         # padding variants: code 3
+        np.take(BYTE_TO_PACKED_CODES, packed[start:stop].T, out=recoded[:, : stop - start])
+        words = recoded.view("<u4")                                         # (bytes, width / 4)
+        field = np.empty_like(words)
+        shifted = np.empty_like(words)
+        for j in range(4):
+            np.right_shift(words, 2 * j, out=field)
+            np.bitwise_and(field, 0x03030303, out=field)
+            np.right_shift(field, 6, out=shifted)
+            np.bitwise_or(field, shifted, out=field)
+            np.right_shift(field, 12, out=shifted)
+            np.bitwise_or(field, shifted, out=field)
+            np.copyto(out[:, j, start // 4: start // 4 + width // 4], field, casting="unsafe")  # low byte
+    return out.reshape(n_bytes * 4, n_out)[:n_samples]
 
 
 def read_fam(path: str | Path) -> pd.DataFrame:
@@ -56,6 +166,11 @@ def read_bim(path: str | Path) -> pd.DataFrame:
         table = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, engine="c")
     except pd.errors.EmptyDataError as exc:
         raise InputError(f"{path} has no variants") from exc
+    except pd.errors.ParserError as exc:  # a row with more fields than the first one
+        found = re.search(r"line (\d+), saw (\d+)", str(exc))
+        where = f" line {found.group(1)}" if found else ""
+        count = f", found {found.group(2)}" if found else ""
+        raise InputError(f"{path}{where}: expected 6 columns (chrom id cM pos A1 A2){count}") from exc
     if table.shape[1] != 6:
         raise InputError(f"{path}: expected 6 columns (chrom id cM pos A1 A2), found {table.shape[1]}")
     if table.isna().any().any():
@@ -110,24 +225,28 @@ class BedReader(GenotypeSource):
         actual = os.path.getsize(self.path)
         if actual != expected:
             raise InputError(f"{self.path} has {actual} bytes but {self.n_variants} variants (.bim) x "
-                             f"{self.n_samples} samples (.fam) need {expected}; the .bed is truncated or does "
-                             "not belong to this .bim/.fam")
+                             f"{self.n_samples} samples (.fam) need {expected}; the .bed is truncated or "
+                             "does not belong to this .bim/.fam")
         self._packed = np.memmap(self.path, dtype=np.uint8, mode="r", offset=3,
                                  shape=(self.n_variants, self.bytes_per_variant))
 
     def packed_variant_major(self, variant_index: np.ndarray) -> np.ndarray:
         """Raw packed bytes of the given variants, shape (b, ceil(N/4))."""
+        variant_index = np.asarray(variant_index)
+        if variant_index.ndim == 1 and len(variant_index) > 1:
+            start = int(variant_index[0])
+            stop = start + len(variant_index)
+            if int(variant_index[-1]) == stop - 1 and np.array_equal(variant_index, np.arange(start, stop)):
+                return np.array(self._packed[start:stop])       # one sequential read, no gather
         return np.asarray(self._packed[variant_index])
 
     def _read_i8(self, sample_index: np.ndarray, variant_index: np.ndarray) -> np.ndarray:
+        if self._packed is None:
+            raise InputError(f"{self.path} is closed")
         packed = self.packed_variant_major(variant_index)            # (b, bytes)
         if len(sample_index) == self.n_samples and np.array_equal(sample_index, np.arange(self.n_samples)):
-            decoded = BYTE_TO_DOSAGES[packed].reshape(len(variant_index), -1)[:, : self.n_samples]
-            return np.ascontiguousarray(decoded.T)
-        byte_index = sample_index // 4
-        shift = ((sample_index % 4) * 2).astype(np.uint8)
-        codes = (packed[:, byte_index] >> shift) & 3                   # (b, n)
-        return np.ascontiguousarray(_CODE_TO_DOSAGE[codes].T)
+            return decode_bed_block(packed, n_samples=self.n_samples)
+        return decode_bed_block(packed, sample_index)
 
     def close(self) -> None:
         self._packed = None  # type: ignore[assignment]
@@ -155,7 +274,8 @@ def write_bed(prefix: str | Path, dosage: np.ndarray, sample_table: pd.DataFrame
         code_t[rounded == value] = code
     codes[:, :n] = code_t.T
     codes = codes.reshape(m, -1, 4)
-    packed = (codes[..., 0] | (codes[..., 1] << 2) | (codes[..., 2] << 4) | (codes[..., 3] << 6)).astype(np.uint8)
+    packed = (codes[..., 0] | (codes[..., 1] << 2) | (codes[..., 2] << 4)
+              | (codes[..., 3] << 6)).astype(np.uint8)
     with atomic_path(f"{prefix}.bed") as tmp:
         with open(tmp, "wb") as handle:
             handle.write(BED_MAGIC)

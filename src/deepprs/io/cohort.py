@@ -42,7 +42,8 @@ class Cohort:
         return self.alignment.covariates
 
 
-def genotype_path(bfile: str | None = None, pfile: str | None = None, bgen: str | None = None) -> tuple[str, str]:
+def genotype_path(bfile: str | None = None, pfile: str | None = None,
+                  bgen: str | None = None) -> tuple[str, str]:
     """Resolve the one genotype flag given (``--bfile``/``--pfile``/``--bgen``) to (path, format)."""
     given = [(p, f) for p, f in ((bfile, "bed"), (pfile, "pgen"), (bgen, "bgen")) if p]
     if len(given) != 1:

@@ -76,12 +76,14 @@ def finish_missing(dosage_i8: np.ndarray, dtype: np.dtype | type, missing: str) 
     out = dosage_i8.astype(dtype if np.issubdtype(np.dtype(dtype), np.floating) else np.float32)
     is_missing = dosage_i8 < 0
     if is_missing.any():
-        out[is_missing] = np.nan
         if missing == "mean":
-            col_mean = np.nanmean(np.where(is_missing, np.nan, out), axis=0) if out.size else out
-            col_mean = np.where(np.isnan(col_mean), 0.0, col_mean)
-            rows, cols = np.nonzero(is_missing)
-            out[rows, cols] = col_mean[cols]
+            # mean of the observed calls per variant (0 when none is observed; no empty-slice warning)
+            observed_count = dosage_i8.shape[0] - is_missing.sum(axis=0)
+            total = np.where(is_missing, 0, dosage_i8).sum(axis=0, dtype=np.int64)
+            col_mean = np.divide(total, observed_count, out=np.zeros(total.shape), where=observed_count > 0)
+            np.copyto(out, np.broadcast_to(col_mean.astype(out.dtype), out.shape), where=is_missing)
+        else:
+            np.copyto(out, np.nan, where=is_missing)
     return out
 
 
@@ -150,7 +152,7 @@ class GenotypeSource(abc.ABC):
             dosage = finish_missing(self._read_i8(sample_index, block_index), dtype, missing)
             yield GenotypeBlock(variant_index=block_index, dosage=dosage)
 
-    def close(self) -> None:  # pragma: no cover - overridden where needed
+    def close(self) -> None:  # noqa: B027  # pragma: no cover - optional hook, overridden where needed
         pass
 
     def __enter__(self) -> GenotypeSource:
@@ -160,7 +162,8 @@ class GenotypeSource(abc.ABC):
         self.close()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({str(self.path)!r}, n_samples={self.n_samples}, n_variants={self.n_variants})"
+        return (f"{type(self).__name__}({str(self.path)!r}, n_samples={self.n_samples}, "
+                f"n_variants={self.n_variants})")
 
 
 def check_unique_ids(sample_table: pd.DataFrame, variant_table: pd.DataFrame, source: str, *,
@@ -202,7 +205,8 @@ def open_genotypes(path: str | Path, *, file_format: str | None = None,
         elif Path(f"{path}.bgen").exists():
             file_format = "bgen"
         else:
-            raise InputError(f"no genotype files found for prefix {path} (looked for {path}.bed, .pgen, .bgen)")
+            raise InputError(f"no genotype files found for prefix {path} "
+                             f"(looked for {path}.bed, .pgen, .bgen)")
     prefix = path.with_suffix("") if suffix in (".bed", ".pgen", ".bgen") else path
     if file_format == "bed":
         from deepprs.io.bed import BedReader

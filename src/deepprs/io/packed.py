@@ -22,11 +22,23 @@ _SHIFTS = (0, 2, 4, 6)
 
 def pack_dosage(dosage_i8: np.ndarray) -> np.ndarray:
     """Pack an int8 samples × variants matrix (-1 missing) into uint8 (samples × ceil(M/4))."""
+    dosage_i8 = np.ascontiguousarray(dosage_i8, dtype=np.int8)
     n, m = dosage_i8.shape
-    codes = np.full((n, ((m + 3) // 4) * 4), MISSING_CODE, dtype=np.uint8)
-    codes[:, :m] = np.where(dosage_i8 < 0, MISSING_CODE, dosage_i8).astype(np.uint8)
-    codes = codes.reshape(n, -1, 4)
-    return (codes[..., 0] | (codes[..., 1] << 2) | (codes[..., 2] << 4) | (codes[..., 3] << 6)).astype(np.uint8)
+    codes = np.empty((n, ((m + 3) // 4) * 4), dtype=np.uint8)
+    # -1 is 0xFF as uint8, so "& 3" maps missing to code 3 and keeps 0/1/2
+    np.bitwise_and(dosage_i8.view(np.uint8), 3, out=codes[:, :m])
+    codes[:, m:] = MISSING_CODE
+    # Four consecutive codes c0..c3 (2 bits each, one per byte) read as one little-endian uint32
+    # w = c0 | c1 << 8 | c2 << 16 | c3 << 24. Then w | w >> 6 puts c0 | c1 << 2 in bits 0-3 and
+    # c2 | c3 << 2 in bits 16-19 (bits 4-7 and 12-15 stay 0); OR-ing that with itself >> 12 brings
+    # bits 16-19 down to 4-7, so the low byte is the packed byte. Four vector ops, no strided reads.
+    words = codes.view("<u4")
+    shifted = np.empty_like(words)
+    np.right_shift(words, 6, out=shifted)
+    np.bitwise_or(words, shifted, out=words)
+    np.right_shift(words, 12, out=shifted)
+    np.bitwise_or(words, shifted, out=words)
+    return words.astype(np.uint8)        # keeps the low byte
 
 
 @dataclass
@@ -59,8 +71,21 @@ class PackedGenotypes:
         block_size = max(4, block_size - block_size % 4)
         m = len(variant_index)
         packed = np.empty((len(sample_index), (m + 3) // 4), dtype=np.uint8)
-        for number, block in enumerate(source.iter_blocks(block_size, samples=sample_index, variants=variant_index,
-                                                          dtype=np.int8, missing="raw")):
+        from deepprs.io.bed import BedReader, transcode_bed_block
+
+        if isinstance(source, BedReader):
+            # .bed bytes go straight to the 2-bit sample-major layout (no int8 expansion)
+            all_samples = len(sample_index) == source.n_samples and np.array_equal(
+                sample_index, np.arange(source.n_samples))
+            for start in range(0, m, block_size):
+                block_index = variant_index[start:start + block_size]
+                codes = transcode_bed_block(source.packed_variant_major(block_index), source.n_samples)
+                columns = slice(start // 4, start // 4 + codes.shape[1])
+                packed[:, columns] = codes if all_samples else codes[sample_index]
+            return cls(packed=packed, n_variants=m)
+        blocks = source.iter_blocks(block_size, samples=sample_index, variants=variant_index,
+                                    dtype=np.int8, missing="raw")
+        for number, block in enumerate(blocks):
             start = number * block_size // 4
             packed[:, start: start + (block.dosage.shape[1] + 3) // 4] = pack_dosage(block.dosage)
         return cls(packed=packed, n_variants=m)
@@ -121,7 +146,8 @@ class PackedGenotypes:
             return values.masked_fill(missing, 0.0)
         return values.masked_fill(missing, float("nan"))
 
-    def variant_stats(self, sample_index: IndexLike = None, *, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    def variant_stats(self, sample_index: IndexLike = None, *,
+                      batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
         """Per-variant mean and standard deviation of the dosage over non-missing calls.
 
         Computed over ``sample_index`` only, so that standardisation uses training samples alone.

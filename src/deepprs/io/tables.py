@@ -40,8 +40,8 @@ def _read_raw(path: str | Path, what: str) -> pd.DataFrame:
         table.columns = columns
         table.insert(0, "FID", table["IID"])
     else:
-        raise InputError(f"{what} file {path}: the header must start with 'FID IID' (or '#FID IID' or '#IID'); "
-                         f"found {' '.join(columns[:3])!r}")
+        raise InputError(f"{what} file {path}: the header must start with 'FID IID' "
+                         f"(or '#FID IID' or '#IID'); found {' '.join(columns[:3])!r}")
     if table.shape[1] < 3:
         raise InputError(f"{what} file {path} has no data columns after FID IID")
     dup = table.duplicated(subset=["FID", "IID"], keep=False)
@@ -51,7 +51,8 @@ def _read_raw(path: str | Path, what: str) -> pd.DataFrame:
     return table.set_index(["FID", "IID"])
 
 
-def _select(table: pd.DataFrame, names: list[str] | None, path: str | Path, what: str, flag: str) -> pd.DataFrame:
+def _select(table: pd.DataFrame, names: list[str] | None, path: str | Path, what: str,
+            flag: str) -> pd.DataFrame:
     if not names:
         return table
     unknown = [n for n in names if n not in table.columns]
@@ -183,8 +184,9 @@ def align_samples(genotype_ids: pd.MultiIndex, *, phenotypes: pd.DataFrame | Non
         if not common.any():
             first = [" ".join(map(str, t)) for t in phenotypes.index[:3]]
             gfirst = [" ".join(map(str, t)) for t in genotype_ids[:3]]
-            raise InputError(f"phenotype file {pheno_path or ''} has 0 sample IDs in common with the genotype "
-                             f"file (phenotype IDs: {first}; genotype IDs: {gfirst}); check the FID/IID columns")
+            raise InputError(f"phenotype file {pheno_path or ''} has 0 sample IDs in common with the "
+                             f"genotype file (phenotype IDs: {first}; genotype IDs: {gfirst}); "
+                             "check the FID/IID columns")
         apply(common, "not in the phenotype file")
         present = phenotypes.reindex(genotype_ids).notna().any(axis=1).to_numpy()
         apply(present, "phenotype missing")
@@ -194,7 +196,8 @@ def align_samples(genotype_ids: pd.MultiIndex, *, phenotypes: pd.DataFrame | Non
             complete = covariates.reindex(genotype_ids).notna().all(axis=1).to_numpy()
             apply(complete, "covariate missing")
     if not mask.any():
-        raise InputError("no samples remain after matching genotypes, phenotypes, covariates and --keep/--remove")
+        raise InputError("no samples remain after matching genotypes, phenotypes, covariates "
+                         "and --keep/--remove")
     index = np.flatnonzero(mask)
     ids = genotype_ids[index]
     return SampleAlignment(

@@ -202,8 +202,8 @@ def track(iterable, description: str, total: int | None = None, *, disable: bool
         disable = (run is not None and run.quiet) or not sys.stderr.isatty()
     if total is None and hasattr(iterable, "__len__"):
         total = len(iterable)
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(),
+               TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=disable, transient=False) as bar:
         task = bar.add_task(description, total=total)
         for item in iterable:

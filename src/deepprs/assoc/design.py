@@ -1,0 +1,160 @@
+"""Per-phenotype-group regression designs: sample weights, covariate basis, residualised traits.
+
+Phenotypes with the same set of non-missing samples share one design, so several traits are
+tested in one pass over the genotypes. Constant or collinear covariates are dropped with a
+warning that names them (plink2 stops with an error instead).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.linalg
+
+from deepprs.errors import InputError
+from deepprs.utils.runlog import current_run
+
+
+def warn(message: str) -> None:
+    """Warn through the active run log (when inside a command) and the ``warnings`` module."""
+    run = current_run()
+    if run is not None:
+        run.warn(message)
+    warnings.warn(message, UserWarning, stacklevel=3)
+
+
+def independent_covariates(covariates: np.ndarray, names: list[str], *, context: str = "") -> list[int]:
+    """Column positions of ``covariates`` (n × c) to keep: drop constant columns, then columns that
+    are linear combinations of the intercept and earlier kept columns (pivoted QR, relative
+    tolerance 1e-8). A warning names every dropped column.
+    """
+    n, c = covariates.shape
+    if c == 0:
+        return []
+    where = f" ({context})" if context else ""
+    spread = covariates.max(axis=0) - covariates.min(axis=0) if n else np.zeros(c)
+    constant = [j for j in range(c) if not spread[j] > 0]
+    if constant:
+        warn(f"dropping constant covariate(s) {', '.join(names[j] for j in constant)}{where}")
+    keep = [j for j in range(c) if j not in constant]
+    if not keep:
+        return []
+    centred = covariates[:, keep] - covariates[:, keep].mean(axis=0)
+    centred = centred / np.linalg.norm(centred, axis=0)
+    _, r, pivot = scipy.linalg.qr(centred, mode="economic", pivoting=True)
+    diag = np.abs(np.diag(r))
+    rank = int((diag > 1e-8 * max(diag[0], 1e-300)).sum())
+    independent = sorted(keep[p] for p in pivot[:rank])
+    collinear = [j for j in keep if j not in independent]
+    if collinear:
+        warn(
+            f"dropping collinear covariate(s) {', '.join(names[j] for j in collinear)}{where} "
+            "(linear combinations of the intercept and other covariates)"
+        )
+    return independent
+
+
+@dataclass
+class Design:
+    """Regression design of one phenotype group.
+
+    Attributes
+    ----------
+    pheno_names : list of str
+    weight : ndarray of float64, shape (n_columns,)
+        1 for the samples used (genotype-file column order), 0 elsewhere.
+    basis : ndarray of float64, shape (n_columns, k)
+        Orthonormal basis of [1, covariates] over the used samples (zero rows elsewhere).
+    phenotype : ndarray of float64, shape (n_columns, P)
+        Raw phenotype values on the used samples (zero elsewhere).
+    residual : ndarray of float64, shape (n_columns, P)
+        Phenotypes residualised on ``basis`` over the used samples.
+    covariate_names : list of str
+        Covariates kept (intercept excluded).
+    """
+
+    pheno_names: list[str]
+    weight: np.ndarray
+    basis: np.ndarray
+    phenotype: np.ndarray
+    residual: np.ndarray
+    covariates: np.ndarray
+    covariate_names: list[str]
+
+    @property
+    def n_used(self) -> int:
+        return int(self.weight.sum())
+
+    @property
+    def n_params(self) -> int:
+        """Intercept + covariates + genotype."""
+        return self.basis.shape[1] + 1
+
+
+def phenotype_groups(phenotypes: pd.DataFrame) -> list[list[str]]:
+    """Group phenotype columns that are missing for exactly the same samples."""
+    groups: dict[bytes, list[str]] = {}
+    for name in phenotypes.columns:
+        key = np.packbits(phenotypes[name].notna().to_numpy()).tobytes()
+        groups.setdefault(key, []).append(str(name))
+    return list(groups.values())
+
+
+def build_design(
+    pheno_names: list[str],
+    phenotype_values: np.ndarray,
+    covariates: np.ndarray | None,
+    covariate_names: list[str],
+    sample_index: np.ndarray,
+    n_columns: int,
+    *,
+    context: str = "",
+) -> Design:
+    """Build the :class:`Design` of one phenotype group.
+
+    Parameters
+    ----------
+    phenotype_values : ndarray, shape (n, P)
+        Rows follow ``sample_index``; all non-missing for the rows used (NaN rows are dropped).
+    covariates : ndarray, shape (n, c) or None
+        Rows follow ``sample_index``; rows with any NaN are dropped (plink2 behaviour).
+    sample_index : ndarray of int, shape (n,)
+        Genotype-file positions of the rows.
+    n_columns : int
+        Width of the dosage blocks (file samples, possibly padded).
+    """
+    used = ~np.isnan(phenotype_values).any(axis=1)
+    if covariates is not None and covariates.shape[1]:
+        used &= ~np.isnan(covariates).any(axis=1)
+    if not used.any():
+        raise InputError(f"phenotype(s) {', '.join(pheno_names)}: no sample has both the phenotype and all covariates")
+    rows = sample_index[used]
+    cov_used = np.zeros((int(used.sum()), 0)) if covariates is None else covariates[used]
+    keep = independent_covariates(cov_used, covariate_names, context=context)
+    cov_used = cov_used[:, keep]
+    design_matrix = np.column_stack([np.ones(len(rows)), cov_used])
+    basis_used, _ = np.linalg.qr(design_matrix)
+    y_used = phenotype_values[used].astype(np.float64)
+    residual_used = y_used - basis_used @ (basis_used.T @ y_used)
+    weight = np.zeros(n_columns)
+    weight[rows] = 1.0
+    basis = np.zeros((n_columns, basis_used.shape[1]))
+    basis[rows] = basis_used
+    phenotype = np.zeros((n_columns, y_used.shape[1]))
+    phenotype[rows] = y_used
+    residual = np.zeros_like(phenotype)
+    residual[rows] = residual_used
+    full_covariates = np.zeros((n_columns, cov_used.shape[1]))
+    full_covariates[rows] = cov_used
+    return Design(
+        pheno_names=pheno_names,
+        weight=weight,
+        basis=basis,
+        phenotype=phenotype,
+        residual=residual,
+        covariates=full_covariates,
+        covariate_names=[covariate_names[j] for j in keep],
+    )

@@ -1,0 +1,144 @@
+"""One call that runs a whole GWAS like ``plink2 --glm``: trait-type detection, linear or
+logistic (firth-fallback) regression, plink2-format files, λGC, Manhattan and QQ plots.
+
+Trait type (plink2 convention): a phenotype whose non-missing values are all 1 or 2 is
+case/control with 1 = control, 2 = case; all 0 or 1 is case/control with 0 = control, 1 = case
+(plink2's ``--1``). Anything else is quantitative. ``linear_only=True`` treats every trait as
+quantitative.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from deepprs.assoc.linear import gwas_linear
+from deepprs.assoc.logistic import gwas_logistic
+from deepprs.assoc.output import binary_coding, genomic_control, glm_suffix, to_case_control, write_glm
+from deepprs.errors import InputError
+from deepprs.io.cohort import Cohort
+from deepprs.utils.runlog import current_run
+
+
+@dataclass
+class GwasResult:
+    """Per-phenotype results of :func:`run_gwas`.
+
+    Attributes
+    ----------
+    tables : dict name -> DataFrame in plink2 ``--glm`` layout
+    binary : dict name -> bool (case/control trait)
+    lambda_gc : dict name -> float
+    files : list of Path written (empty when ``out`` was None)
+    """
+
+    tables: dict[str, pd.DataFrame]
+    binary: dict[str, bool]
+    lambda_gc: dict[str, float]
+    files: list[Path] = field(default_factory=list)
+
+
+def _info(message: str) -> None:
+    run = current_run()
+    if run is not None:
+        run.info(message)
+
+
+@contextlib.contextmanager
+def _step(name: str) -> Iterator[None]:
+    run = current_run()
+    if run is None:
+        yield
+    else:
+        with run.step(name):
+            yield
+
+
+def run_gwas(
+    cohort: Cohort,
+    *,
+    out: str | Path | None = None,
+    loco_covariates: pd.DataFrame | None = None,
+    linear_only: bool = False,
+    block_size: int = 4096,
+    device: str | torch.device = "cpu",
+    gz: bool = False,
+    plots: bool = True,
+    progress: bool = True,
+) -> GwasResult:
+    """Test every phenotype of ``cohort`` against every variant.
+
+    Parameters
+    ----------
+    cohort
+        From :func:`deepprs.io.load_cohort` (phenotypes required; covariates optional).
+    out
+        Output prefix; writes ``OUT.<pheno>.glm.linear`` or ``OUT.<pheno>.glm.logistic.hybrid``
+        (``.gz`` with ``gz``) and, with ``plots``, ``OUT.<pheno>.manhattan.png`` / ``.qq.png``.
+        ``None`` writes nothing.
+    loco_covariates : DataFrame (n × chromosomes), optional
+        Rows aligned with ``cohort.sample_ids``; see :func:`deepprs.assoc.loco.read_cvblup_loco`.
+    block_size
+        Variants per block for linear regression (logistic uses blocks of at most 256).
+    """
+    if cohort.phenotypes is None:
+        raise InputError("gwas needs phenotypes: pass --pheno FILE")
+    phenotypes = cohort.phenotypes
+    codes = {name: (None if linear_only else binary_coding(phenotypes[name])) for name in phenotypes.columns}
+    quantitative = [name for name, code in codes.items() if code is None]
+    binary = [name for name, code in codes.items() if code is not None]
+    common = dict(
+        covariates=cohort.covariates,
+        sample_index=cohort.sample_index,
+        loco_covariates=loco_covariates,
+        device=device,
+        progress=progress,
+    )
+    tables: dict[str, pd.DataFrame] = {}
+    if quantitative:
+        _info(f"linear regression for {len(quantitative)} quantitative trait(s): {', '.join(quantitative)}")
+        with _step("linear regression"):
+            tables.update(gwas_linear(cohort.genotypes, phenotypes[quantitative], block_size=block_size, **common))
+    if binary:
+        recoded = pd.DataFrame(
+            {name: to_case_control(phenotypes[name], codes[name]) for name in binary}, index=phenotypes.index
+        )
+        for name in binary:
+            counts = recoded[name].value_counts()
+            _info(
+                f"phenotype {name}: case/control ({'1/2' if codes[name] == '12' else '0/1'} coding), "
+                f"{int(counts.get(1.0, 0))} cases, {int(counts.get(0.0, 0))} controls; logistic regression "
+                "with Firth fallback"
+            )
+        with _step("logistic regression"):
+            tables.update(gwas_logistic(cohort.genotypes, recoded, block_size=min(block_size, 256), **common))
+    result = GwasResult(
+        tables={name: tables[name] for name in phenotypes.columns},
+        binary={name: codes[name] is not None for name in phenotypes.columns},
+        lambda_gc={},
+    )
+    for name, table in result.tables.items():
+        lam = genomic_control(table["P"].to_numpy(dtype=float))
+        result.lambda_gc[name] = lam
+        tested = int(np.isfinite(table["P"].to_numpy(dtype=float)).sum())
+        _info(f"phenotype {name}: {tested} of {len(table)} variants tested; lambda GC = {lam:.4f}")
+        if out is None:
+            continue
+        with _step(f"write {name} results"):
+            path = write_glm(table, f"{out}.{name}.{glm_suffix(result.binary[name])}", gz=gz)
+        result.files.append(path)
+        if plots:
+            from deepprs.plots import manhattan_plot, qq_plot
+
+            with _step(f"plot {name}"):
+                result.files.append(manhattan_plot(table, f"{out}.{name}.manhattan.png", title=name))
+                result.files.append(qq_plot(table["P"].to_numpy(dtype=float), f"{out}.{name}.qq.png", title=name))
+    for path in result.files:
+        _info(f"wrote {path}")
+    return result

@@ -1,0 +1,380 @@
+"""Linear-regression GWAS with plink2 ``--glm`` semantics, streamed over variant blocks.
+
+For every variant and quantitative phenotype: OLS of y on [1, covariates, dosage] over the
+samples that have the phenotype, all covariates and a called genotype (no imputation).
+
+Speed comes from the Frisch–Waugh–Lovell theorem. With Q an orthonormal basis of [1, C] over the
+phenotype's samples and r = y − QQᵀy, the complete-data cross-products are one matrix product of
+the dosage block with [w, Q, r]. A variant with missing calls m only needs the missing rows
+subtracted: over the observed rows the covariate Gram matrix is A = I − Q_mᵀQ_m, Qᵀr becomes
+−Q_mᵀr_m and rᵀr loses r_mᵀr_m (a batched k × k solve per variant); the zero-filled dosage needs
+no correction. Then
+
+    gᵀMg = gᵀg − q_gᵀA⁻¹q_g,   gᵀMr = gᵀr − q_gᵀA⁻¹q_r,   rᵀMr = rᵀr − q_rᵀA⁻¹q_r,
+    BETA = gᵀMr / gᵀMg,  SE² = (rᵀMr − BETA·gᵀMr) / (OBS_CT − k − 1) / gᵀMg,
+
+exactly the OLS fit on the observed rows. Products of the int8 dosages with real matrices are
+computed exactly (int8 digit splitting, see :mod:`deepprs.assoc.blocks`), so results agree with
+plink2's double-precision fits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse
+import torch
+from scipy import special
+
+from deepprs.assoc.blocks import (
+    DigitMatrix,
+    DosageBlock,
+    exact_products,
+    iter_dosage_blocks,
+    n_columns,
+    to_digits,
+)
+from deepprs.assoc.design import Design, build_design, phenotype_groups
+from deepprs.errors import InputError
+from deepprs.io.genotypes import GenotypeSource, as_index
+from deepprs.utils.device import resolve_device
+from deepprs.utils.runlog import track
+
+LINEAR_COLUMNS = [
+    "CHROM",
+    "POS",
+    "ID",
+    "REF",
+    "ALT",
+    "A1",
+    "OMITTED",
+    "A1_FREQ",
+    "TEST",
+    "OBS_CT",
+    "BETA",
+    "SE",
+    "T_STAT",
+    "P",
+    "ERRCODE",
+]
+# plink2's --vif default: a genotype explained by covariates with VIF above this is not tested
+MAX_VIF = 50.0
+
+
+@dataclass
+class _LinearContext:
+    design: Design
+    products: DigitMatrix  # [w, Q, r]
+    weight_digits: DigitMatrix  # [w] for sum of squared dosages
+    corrections: np.ndarray  # (n_columns, D): [w, triu(q q'), q (x) r, r^2]
+    residual_ss: np.ndarray  # (P,)
+
+
+def _context(design: Design) -> _LinearContext:
+    basis, residual, weight = design.basis, design.residual, design.weight
+    k = basis.shape[1]
+    iu = np.triu_indices(k)
+    outer = (basis[:, :, None] * basis[:, None, :])[:, iu[0], iu[1]]
+    cross = (basis[:, :, None] * residual[:, None, :]).reshape(len(weight), -1)
+    corrections = np.column_stack([weight, outer, cross, residual**2])
+    return _LinearContext(
+        design=design,
+        products=to_digits(np.column_stack([weight, basis, residual])),
+        weight_digits=to_digits(weight[:, None]),
+        corrections=corrections,
+        residual_ss=(residual**2).sum(axis=0),
+    )
+
+
+def missing_sums(block: DosageBlock, per_sample: np.ndarray) -> np.ndarray:
+    """Sum the rows of ``per_sample`` (n_columns × D) over each variant's missing calls -> (b, D)."""
+    b = len(block.variant_index)
+    if len(block.missing_variant) == 0:
+        return np.zeros((b, per_sample.shape[1]))
+    indicator = scipy.sparse.csr_matrix(
+        (np.ones(len(block.missing_variant)), (block.missing_variant, block.missing_sample)),
+        shape=(b, per_sample.shape[0]),
+    )
+    return np.asarray(indicator @ per_sample)
+
+
+def _triangle_positions(k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat positions in a k × k matrix of the upper triangle (row-major, as np.triu_indices) and
+    of their mirror images."""
+    rows, cols = np.triu_indices(k)
+    return (torch.from_numpy(rows * k + cols).to(device), torch.from_numpy(cols * k + rows).to(device))
+
+
+def prefetch(iterator: Iterator) -> Iterator:
+    """Produce the next item(s) of ``iterator`` in a background thread while the caller works on
+    the current one (block decoding in numpy overlaps the torch algebra; numpy releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    done = object()
+    source = iter(iterator)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(next, source, done)
+        while True:
+            item = pending.result()
+            if item is done:
+                return
+            pending = pool.submit(next, source, done)  # one item in flight: next() never runs twice at once
+            yield item
+
+
+def _linear_block(block: DosageBlock, ctx: _LinearContext, device: torch.device) -> dict[str, np.ndarray]:
+    """OLS statistics for one block and one design; arrays of shape (b, P)."""
+    design = ctx.design
+    k = design.basis.shape[1]
+    n_pheno = design.residual.shape[1]
+    dosage = block.dosage.to(device)
+    b = dosage.shape[0]
+    products = exact_products(dosage, ctx.products)  # (b, 1 + k + P)
+    dosage_sum = products[:, 0]
+    q_g = products[:, 1 : 1 + k]
+    g_r = products[:, 1 + k :]
+    g_g = exact_products(dosage * dosage, ctx.weight_digits)[:, 0]
+    corr = torch.from_numpy(missing_sums(block, ctx.corrections)).to(device)
+    n_missing = corr[:, 0]
+    upper, lower = _triangle_positions(k, device)
+    n_upper = upper.numel()
+    gram = torch.empty(b, k * k, dtype=torch.float64, device=device)
+    gram[:, upper] = -corr[:, 1 : 1 + n_upper]
+    gram[:, lower] = -corr[:, 1 : 1 + n_upper]
+    gram = gram.view(b, k, k) + torch.eye(k, dtype=torch.float64, device=device)  # I - Q_m'Q_m
+    offset = 1 + n_upper
+    q_r = -corr[:, offset : offset + k * n_pheno].reshape(b, k, n_pheno)
+    r_r = torch.from_numpy(ctx.residual_ss).to(device) - corr[:, offset + k * n_pheno :]
+    rhs = torch.cat([q_g.unsqueeze(-1), q_r], dim=2)  # (b, k, 1 + P)
+    solved, info = torch.linalg.solve_ex(gram, rhs)
+    g_mg = g_g - (q_g * solved[:, :, 0]).sum(1)
+    g_mr = g_r - torch.einsum("bk,bkp->bp", q_g, solved[:, :, 1:])
+    r_mr = r_r - (q_r * solved[:, :, 1:]).sum(1)
+    obs_ct = design.n_used - n_missing
+    # genotype variance over the observed rows, for the constant-genotype and VIF checks
+    g_tss = g_g - dosage_sum**2 / obs_ct.clamp(min=1)
+    with torch.no_grad():
+        beta = g_mr / g_mg.unsqueeze(1)
+        df = (obs_ct - k - 1).unsqueeze(1)
+        sigma2 = (r_mr - beta * g_mr) / df
+        se = torch.sqrt(sigma2.clamp(min=0) / g_mg.unsqueeze(1))
+        t_stat = beta / se
+    out = {
+        "OBS_CT": obs_ct.cpu().numpy(),
+        "A1_FREQ": (dosage_sum / (2 * obs_ct.clamp(min=1))).cpu().numpy(),
+        "BETA": beta.cpu().numpy(),
+        "SE": se.cpu().numpy(),
+        "T_STAT": t_stat.cpu().numpy(),
+        "df": df.cpu().numpy()[:, 0],
+    }
+    g_tss_np = g_tss.cpu().numpy()
+    g_mg_np = g_mg.cpu().numpy()
+    errcode = np.full(b, ".", dtype=object)
+    constant = ~(g_tss_np > 1e-8 * np.maximum(g_g.cpu().numpy(), 1.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vif = np.where(g_mg_np > 0, g_tss_np / g_mg_np, np.inf)
+    errcode[(vif > MAX_VIF) | (info.cpu().numpy() != 0)] = "VIF_INFINITE"
+    # plink2 2.00a3.5 reports a genotype constant over the observed samples as CONST_OMITTED_ALLELE,
+    # whichever allele is fixed
+    errcode[constant] = "CONST_OMITTED_ALLELE"
+    errcode[out["df"] < 1] = "SAMPLE_CT<=PREDICTOR_CT"
+    out["ERRCODE"] = errcode
+    return out
+
+
+def _variant_columns(variant_table: pd.DataFrame) -> pd.DataFrame:
+    a1 = variant_table["a1"].astype(str).to_numpy()
+    ref = variant_table["ref"].astype(str).to_numpy()
+    alt = variant_table["alt"].astype(str).to_numpy()
+    return pd.DataFrame(
+        {
+            "CHROM": variant_table["chrom"].astype(str).to_numpy(),
+            "POS": variant_table["pos"].to_numpy(),
+            "ID": variant_table["id"].astype(str).to_numpy(),
+            "REF": ref,
+            "ALT": alt,
+            "A1": a1,
+            "OMITTED": np.where(a1 == alt, ref, alt),
+        }
+    )
+
+
+def _p_from_t(t_stat: np.ndarray, df: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return 2.0 * special.stdtr(df, -np.abs(t_stat))
+
+
+def prepare_inputs(
+    genotypes: GenotypeSource,
+    phenotypes: pd.DataFrame,
+    covariates: pd.DataFrame | None,
+    sample_index: np.ndarray | None,
+    variant_index: np.ndarray | None,
+    loco_covariates: pd.DataFrame | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate shapes; return (sample_index, variant_index) as int arrays."""
+    sample_index = as_index(sample_index, genotypes.n_samples, "sample")
+    variant_index = as_index(variant_index, genotypes.n_variants, "variant")
+    if len(phenotypes) != len(sample_index):
+        raise InputError(f"phenotypes have {len(phenotypes)} rows but sample_index selects {len(sample_index)} samples")
+    for name, table in (("covariates", covariates), ("loco_covariates", loco_covariates)):
+        if table is not None and len(table) != len(sample_index):
+            raise InputError(f"{name} have {len(table)} rows but sample_index selects {len(sample_index)} samples")
+    if phenotypes.shape[1] == 0:
+        raise InputError("no phenotype columns to test")
+    return sample_index, variant_index
+
+
+def chromosome_segments(
+    variant_table: pd.DataFrame, variant_index: np.ndarray, loco_covariates: pd.DataFrame | None
+) -> Iterator[tuple[str | None, np.ndarray]]:
+    """Split ``variant_index`` by chromosome when LOCO covariates are used (else one segment)."""
+    if loco_covariates is None:
+        yield None, variant_index
+        return
+    chrom = variant_table["chrom"].astype(str).to_numpy()[variant_index]
+    available = [str(c) for c in loco_covariates.columns]
+    for code in pd.unique(chrom):
+        if code not in available:
+            raise InputError(f"the LOCO cvBLUP file has no column for chromosome {code}; it has {', '.join(available)}")
+        yield code, variant_index[chrom == code]
+
+
+def gwas_linear(
+    genotypes: GenotypeSource,
+    phenotypes: pd.DataFrame,
+    *,
+    covariates: pd.DataFrame | None = None,
+    sample_index: np.ndarray | None = None,
+    variant_index: np.ndarray | None = None,
+    loco_covariates: pd.DataFrame | None = None,
+    block_size: int = 4096,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict[str, pd.DataFrame]:
+    """Per-variant linear regression for quantitative traits (plink2 ``--glm``, ADD test).
+
+    Parameters
+    ----------
+    genotypes
+        Genotype source; dosages count ``variant_table.a1`` (the A1 / effect allele).
+    phenotypes : DataFrame, shape (n, P)
+        One column per trait, rows aligned with ``sample_index``; NaN = missing (dropped per trait).
+    covariates : DataFrame, shape (n, c), optional
+        Rows aligned with ``sample_index``; samples missing any covariate are dropped. Constant or
+        collinear columns are dropped with a warning.
+    sample_index : ndarray of int, shape (n,), optional
+        Genotype-file rows of the samples (default: all, in file order).
+    variant_index : ndarray of int, optional
+        Variants to test (default: all).
+    loco_covariates : DataFrame, shape (n, n_chromosomes), optional
+        One column per chromosome code (e.g. LOCO cvBLUP predictions); for variants on
+        chromosome c, column c is added as an extra covariate.
+    block_size
+        Variants per block (memory ~ block_size × N bytes for the int8 dosages).
+    device
+        ``"cpu"``, ``"cuda"`` or ``"auto"``.
+
+    Returns
+    -------
+    dict mapping phenotype name -> DataFrame with columns
+    ``CHROM POS ID REF ALT A1 OMITTED A1_FREQ TEST OBS_CT BETA SE T_STAT P ERRCODE`` (one ADD row
+    per variant, variant-file order); BETA is per copy of A1; failed tests have NaN statistics
+    and an ERRCODE other than ``"."``.
+
+    Examples
+    --------
+    >>> from deepprs.io import load_cohort                                       # doctest: +SKIP
+    >>> cohort = load_cohort("cohort", pheno="traits.tsv", covar="pcs.tsv")      # doctest: +SKIP
+    >>> tables = gwas_linear(cohort.genotypes, cohort.phenotypes, covariates=cohort.covariates,
+    ...                      sample_index=cohort.sample_index)                  # doctest: +SKIP
+    """
+    if block_size < 1:
+        raise InputError("block_size must be >= 1")
+    sample_index, variant_index = prepare_inputs(
+        genotypes, phenotypes, covariates, sample_index, variant_index, loco_covariates
+    )
+    device = resolve_device(device)
+    width = n_columns(genotypes)
+    groups = phenotype_groups(phenotypes)
+    cov_names = [] if covariates is None else [str(c) for c in covariates.columns]
+    base_cov = None if covariates is None else covariates.to_numpy(dtype=np.float64)
+    names = [str(c) for c in phenotypes.columns]
+    stats: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in names}
+    order: list[np.ndarray] = []
+    n_blocks = sum(
+        -(-len(seg) // block_size)
+        for _, seg in chromosome_segments(genotypes.variant_table, variant_index, loco_covariates)
+    )
+    blocks = prefetch(_iter_segments(genotypes, variant_index, loco_covariates, block_size))
+    contexts: dict[str | None, list[_LinearContext]] = {}
+    for chrom, block in track(blocks, "linear GWAS", total=n_blocks, disable=None if progress else True):
+        if chrom not in contexts:
+            cov, cnames = base_cov, cov_names
+            if chrom is not None:
+                extra = loco_covariates[_column_for(loco_covariates, chrom)].to_numpy(dtype=np.float64)[:, None]
+                cov = extra if cov is None else np.column_stack([cov, extra])
+                cnames = [*cnames, f"LOCO_{chrom}"]
+            contexts = {
+                chrom: [
+                    _context(
+                        build_design(
+                            group,
+                            phenotypes[group].to_numpy(dtype=np.float64),
+                            cov,
+                            cnames,
+                            sample_index,
+                            width,
+                            context=f"phenotype {', '.join(group)}",
+                        )
+                    )
+                    for group in groups
+                ]
+            }
+        order.append(block.variant_index)
+        for ctx in contexts[chrom]:
+            result = _linear_block(block, ctx, device)
+            for j, name in enumerate(ctx.design.pheno_names):
+                stats[name].append({key: (value[:, j] if value.ndim == 2 else value) for key, value in result.items()})
+    index = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
+    variants = _variant_columns(genotypes.variant_table.iloc[index])
+    tables = {}
+    sort = np.argsort(index, kind="stable")
+    for name in names:
+        merged = (
+            {key: np.concatenate([part[key] for part in stats[name]]) for key in stats[name][0]}
+            if stats[name]
+            else {key: np.zeros(0) for key in ("OBS_CT", "A1_FREQ", "BETA", "SE", "T_STAT", "df", "ERRCODE")}
+        )
+        failed = merged["ERRCODE"] != "."
+        table = variants.copy()
+        table["A1_FREQ"] = merged["A1_FREQ"]
+        table["TEST"] = "ADD"
+        table["OBS_CT"] = merged["OBS_CT"].astype(np.int64)
+        for key in ("BETA", "SE", "T_STAT"):
+            table[key] = np.where(failed, np.nan, merged[key])
+        table["P"] = np.where(failed, np.nan, _p_from_t(merged["T_STAT"], merged["df"]))
+        table["ERRCODE"] = merged["ERRCODE"]
+        tables[name] = table.iloc[sort].reset_index(drop=True)[LINEAR_COLUMNS]
+    return tables
+
+
+def _column_for(table: pd.DataFrame, chrom: str) -> object:
+    for column in table.columns:
+        if str(column) == chrom:
+            return column
+    raise InputError(f"no LOCO covariate column for chromosome {chrom}")
+
+
+def _iter_segments(
+    genotypes: GenotypeSource,
+    variant_index: np.ndarray,
+    loco_covariates: pd.DataFrame | None,
+    block_size: int,
+) -> Iterator[tuple[str | None, DosageBlock]]:
+    for chrom, segment in chromosome_segments(genotypes.variant_table, variant_index, loco_covariates):
+        for block in iter_dosage_blocks(genotypes, segment, block_size):
+            yield chrom, block

@@ -1,0 +1,112 @@
+"""plink2-compatible ``--glm`` writers, genomic control, and trait-type detection."""
+
+from __future__ import annotations
+
+import gzip
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from deepprs.utils.runlog import atomic_output
+
+# median of the chi-square(1) distribution
+CHI2_MEDIAN = float(stats.chi2.ppf(0.5, 1))
+INTEGER_COLUMNS = {"POS", "OBS_CT"}
+TEXT_COLUMNS = {"CHROM", "ID", "REF", "ALT", "A1", "OMITTED", "TEST", "ERRCODE", "FIRTH?"}
+
+
+def format_number(value: float) -> str:
+    """plink2's number style: 6 significant digits, %g-like, ``NA`` for NaN, ``inf``/``-inf``."""
+    if value != value:  # NaN
+        return "NA"
+    if value in (np.inf, -np.inf):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.6g}"
+
+
+def _format_column(values: np.ndarray) -> list[str]:
+    values = np.asarray(values, dtype=np.float64)
+    rendered = list(map("%.6g".__mod__, values.tolist()))
+    for i in np.flatnonzero(np.isnan(values)).tolist():
+        rendered[i] = "NA"
+    return rendered
+
+
+def format_glm(table: pd.DataFrame) -> str:
+    """Render a result table in plink2's ``--glm`` text layout (tab-separated, ``#CHROM`` header)."""
+    columns = list(table.columns)
+    rendered = []
+    for column in columns:
+        values = table[column].to_numpy()
+        if column in TEXT_COLUMNS:
+            rendered.append(list(map(str, values.tolist())))
+        elif column in INTEGER_COLUMNS:
+            rendered.append(list(map(str, values.astype(np.int64).tolist())))
+        else:
+            rendered.append(_format_column(values))
+    header = "\t".join(["#" + columns[0], *columns[1:]])
+    body = list(map("\t".join, zip(*rendered, strict=True)))
+    return "\n".join([header, *body]) + "\n"
+
+
+def glm_suffix(binary: bool) -> str:
+    """File suffix plink2 uses: ``glm.linear`` or ``glm.logistic.hybrid`` (firth-fallback)."""
+    return "glm.logistic.hybrid" if binary else "glm.linear"
+
+
+def write_glm(table: pd.DataFrame, path: str | Path, *, gz: bool = False) -> Path:
+    """Write ``table`` to ``path`` (``.gz`` appended when ``gz``), atomically."""
+    path = Path(f"{path}.gz" if gz and not str(path).endswith(".gz") else path)
+    text = format_glm(table)
+    if gz:
+        buffer = io.BytesIO()
+        with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=6, mtime=0) as handle:
+            handle.write(text.encode())
+        with atomic_output(path, "wb") as handle:
+            handle.write(buffer.getvalue())
+    else:
+        with atomic_output(path) as handle:
+            handle.write(text)
+    return path
+
+
+def read_glm(path: str | Path) -> pd.DataFrame:
+    """Read a plink2 ``--glm`` file (ours or plink2's; ``.gz`` ok) with ``#CHROM`` renamed ``CHROM``."""
+    table = pd.read_csv(path, sep="\t", na_values=["NA"], keep_default_na=False, dtype={"#CHROM": str})
+    return table.rename(columns={"#CHROM": "CHROM"})
+
+
+def genomic_control(pvalues: np.ndarray) -> float:
+    """λGC = median(χ²₁ quantile of the P-values) / 0.4549 over finite P-values (NaN if none)."""
+    p = np.asarray(pvalues, dtype=float)
+    p = p[np.isfinite(p) & (p > 0) & (p <= 1)]
+    if p.size == 0:
+        return float("nan")
+    return float(np.median(stats.chi2.isf(p, 1)) / CHI2_MEDIAN)
+
+
+def binary_coding(values: pd.Series) -> str | None:
+    """Trait type of a phenotype column, plink2 style.
+
+    Returns
+    -------
+    ``"12"`` when the non-missing values are all 1 or 2 (plink's 1 = control, 2 = case),
+    ``"01"`` when they are all 0 or 1 (0 = control, 1 = case, plink2's ``--1`` coding),
+    ``None`` for a quantitative trait. A column with a single distinct value is quantitative.
+    """
+    observed = set(np.unique(values.dropna().to_numpy()).tolist())
+    if len(observed) < 2:
+        return None
+    if observed <= {1.0, 2.0}:
+        return "12"
+    if observed <= {0.0, 1.0}:
+        return "01"
+    return None
+
+
+def to_case_control(values: pd.Series, coding: str) -> pd.Series:
+    """Recode a binary phenotype to 0 = control, 1 = case (NaN stays missing)."""
+    return values - 1.0 if coding == "12" else values.astype(float)

@@ -1,0 +1,235 @@
+"""Sample and variant QC filters like plink2 ``--mind --geno --hwe --maf``, plus LD pruning.
+
+Order (as in plink2): ``--mind`` first (sample call rates over all variants), then the
+variant statistics are recomputed on the kept samples and ``--geno`` (missing rate > threshold),
+``--hwe`` (exact P < threshold) and ``--maf`` (MAF < threshold) are applied together.
+Monomorphic variants (no copy of one allele among the kept samples) always fail.
+Pruning (optional) runs last, on the variants that passed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from deepprs.errors import InputError
+from deepprs.io.genotypes import GenotypeSource
+from deepprs.qc.prune import ld_prune
+from deepprs.qc.stats import genotype_counts, variant_stats
+from deepprs.utils.runlog import atomic_output
+
+VARIANT_REPORT_COLUMNS = ["ID", "CHROM", "POS", "A1", "A1_FREQ", "MISSING_RATE", "HWE_P", "PASS", "REASON"]
+SAMPLE_REPORT_COLUMNS = ["FID", "IID", "MISSING_RATE", "PASS"]
+
+
+@dataclass
+class QCResult:
+    """Outcome of :func:`run_qc`.
+
+    Attributes
+    ----------
+    variant_report : DataFrame, one row per input variant
+        ``VARIANT_REPORT_COLUMNS`` (+ ``AX``, counts); statistics on the samples that passed ``--mind``.
+        ``REASON`` lists every failed filter (``geno;maf``), ``.`` when passed.
+    sample_report : DataFrame, one row per input sample
+        ``FID IID MISSING_RATE PASS``.
+    prune_in : ndarray of bool, shape (n_variants,) or None
+        Kept by LD pruning (only variants that passed QC can be kept).
+    summary : dict
+        Counts before/after and removed per filter (written to ``OUT.qc.json``).
+    """
+
+    variant_report: pd.DataFrame
+    sample_report: pd.DataFrame
+    prune_in: np.ndarray | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def variant_pass(self) -> np.ndarray:
+        return self.variant_report["PASS"].to_numpy(dtype=bool)
+
+    @property
+    def sample_pass(self) -> np.ndarray:
+        return self.sample_report["PASS"].to_numpy(dtype=bool)
+
+
+def _check_threshold(value: float | None, flag: str, upper: float = 1.0) -> None:
+    if value is not None and not 0.0 <= value <= upper:
+        raise InputError(f"{flag} {value} must be between 0 and {upper}")
+
+
+def run_qc(genotypes: GenotypeSource, *, maf: float | None = None, geno: float | None = None,
+           mind: float | None = None, hwe: float | None = None, hwe_midp: bool = False,
+           indep_pairwise: dict[str, Any] | None = None, block_size: int = 4096) -> QCResult:
+    """Run sample and variant QC (and optional LD pruning).
+
+    Parameters
+    ----------
+    genotypes
+        Genotype source.
+    maf
+        Remove variants with minor allele frequency < ``maf``.
+    geno
+        Remove variants with missing call rate > ``geno``.
+    mind
+        Remove samples with missing call rate > ``mind`` (over all variants).
+    hwe
+        Remove variants with Hardy-Weinberg exact P < ``hwe``.
+    hwe_midp
+        Use the mid-p HWE test.
+    indep_pairwise
+        Keywords for :func:`deepprs.qc.prune.ld_prune` (``window``, ``window_kb``, ``step``,
+        ``r2_threshold``); pruning uses the samples and variants that passed.
+
+    Returns
+    -------
+    QCResult
+    """
+    _check_threshold(maf, "--maf", 0.5)
+    _check_threshold(geno, "--geno")
+    _check_threshold(mind, "--mind")
+    _check_threshold(hwe, "--hwe")
+    n, m = genotypes.n_samples, genotypes.n_variants
+    samples = genotypes.sample_table
+    sample_pass = np.ones(n, dtype=bool)
+    if mind is not None:
+        counts = genotype_counts(genotypes, block_size=block_size)
+        sample_missing_rate = counts.sample_missing / max(m, 1)
+        sample_pass = sample_missing_rate <= mind
+    else:
+        sample_missing_rate = None
+    if not sample_pass.any():
+        raise InputError(f"--mind {mind} removes all {n} samples; raise the threshold")
+    stats = variant_stats(genotypes, samples=np.flatnonzero(sample_pass), block_size=block_size,
+                          hwe_midp=hwe_midp)
+    if sample_missing_rate is None:
+        # per-sample missingness is still reported
+        counts = genotype_counts(genotypes, block_size=block_size, progress=False)
+        sample_missing_rate = counts.sample_missing / max(m, 1)
+    a1_freq = stats["A1_FREQ"].to_numpy()
+    minor = np.minimum(a1_freq, 1 - a1_freq)
+    reasons: dict[str, np.ndarray] = {}
+    if geno is not None:
+        reasons["geno"] = stats["MISSING_RATE"].to_numpy() > geno
+    if hwe is not None:
+        reasons["hwe"] = stats["HWE_P"].to_numpy() < hwe
+    if maf is not None:
+        reasons["maf"] = ~(minor >= maf)
+    reasons["monomorphic"] = ~(minor > 0)
+    fail = np.zeros(m, dtype=bool)
+    reason_text = np.full(m, "", dtype=object)
+    for name, mask in reasons.items():
+        fail |= mask
+        reason_text = np.where(mask, np.where(reason_text == "", name, reason_text + ";" + name), reason_text)
+    reason_text = np.where(reason_text == "", ".", reason_text)
+    variant_report = stats.copy()
+    variant_report["PASS"] = (~fail).astype(int)
+    variant_report["REASON"] = reason_text
+    variant_report = variant_report[VARIANT_REPORT_COLUMNS + [c for c in variant_report.columns
+                                                              if c not in VARIANT_REPORT_COLUMNS]]
+    sample_report = pd.DataFrame({"FID": samples["fid"].to_numpy(), "IID": samples["iid"].to_numpy(),
+                                  "MISSING_RATE": sample_missing_rate, "PASS": sample_pass.astype(int)})
+    summary: dict[str, Any] = {
+        "n_samples_before": int(n), "n_samples_after": int(sample_pass.sum()),
+        "n_variants_before": int(m), "n_variants_after": int((~fail).sum()),
+        "samples_removed": {"mind": int((~sample_pass).sum())},
+        "variants_removed": {name: int(mask.sum()) for name, mask in reasons.items()},
+        "variants_removed_total": int(fail.sum()),
+        "thresholds": {"maf": maf, "geno": geno, "mind": mind, "hwe": hwe, "hwe_midp": hwe_midp},
+    }
+    prune_in = None
+    if indep_pairwise is not None:
+        passed = np.flatnonzero(~fail)
+        prune_in = np.zeros(m, dtype=bool)
+        if len(passed):
+            prune_in[passed] = ld_prune(genotypes, samples=np.flatnonzero(sample_pass), variants=passed,
+                                        **indep_pairwise)
+        summary["indep_pairwise"] = {**indep_pairwise, "n_prune_in": int(prune_in.sum()),
+                                     "n_prune_out": int(len(passed) - prune_in.sum())}
+    return QCResult(variant_report, sample_report, prune_in, summary)
+
+
+def write_qc(result: QCResult, out: str | Path) -> list[Path]:
+    """Write ``OUT.qc.variants.tsv``, ``OUT.qc.samples.tsv``, ``OUT.qc.json`` and, after pruning,
+    ``OUT.prune.in`` / ``OUT.prune.out`` (IDs of QC-passing variants kept / removed by pruning)."""
+    import json
+
+    out = str(out)
+    written = []
+    with atomic_output(f"{out}.qc.variants.tsv") as handle:
+        result.variant_report[VARIANT_REPORT_COLUMNS].to_csv(handle, sep="\t", index=False,
+                                                             float_format="%.6g")
+    written.append(Path(f"{out}.qc.variants.tsv"))
+    with atomic_output(f"{out}.qc.samples.tsv") as handle:
+        result.sample_report[SAMPLE_REPORT_COLUMNS].to_csv(handle, sep="\t", index=False, float_format="%.6g")
+    written.append(Path(f"{out}.qc.samples.tsv"))
+    if result.prune_in is not None:
+        ids = result.variant_report["ID"].astype(str).to_numpy()
+        passed = result.variant_pass
+        with atomic_output(f"{out}.prune.in") as handle:
+            handle.write("".join(f"{v}\n" for v in ids[result.prune_in]))
+        with atomic_output(f"{out}.prune.out") as handle:
+            handle.write("".join(f"{v}\n" for v in ids[passed & ~result.prune_in]))
+        written += [Path(f"{out}.prune.in"), Path(f"{out}.prune.out")]
+    with atomic_output(f"{out}.qc.json") as handle:
+        json.dump(result.summary, handle, indent=2)
+        handle.write("\n")
+    written.append(Path(f"{out}.qc.json"))
+    return written
+
+
+def write_filtered_bed(genotypes: GenotypeSource, result: QCResult, out: str | Path, *,
+                       use_prune: bool = False, block_size: int = 4096) -> None:
+    """Write ``OUT.bed/.bim/.fam`` with the samples and variants that passed (and the pruned-in
+    variants when ``use_prune``).
+
+    .. warning:: materialises an int8 matrix of the kept samples x kept variants.
+    """
+    from deepprs.io.bed import write_bed
+
+    keep_variants = result.variant_pass & (result.prune_in if use_prune and result.prune_in is not None
+                                           else True)
+    sample_index = np.flatnonzero(result.sample_pass)
+    variant_index = np.flatnonzero(keep_variants)
+    dosage = np.empty((len(sample_index), len(variant_index)), dtype=np.int8)
+    start = 0
+    for block in genotypes.iter_blocks(block_size, samples=sample_index, variants=variant_index,
+                                       dtype=np.int8, missing="raw"):
+        dosage[:, start:start + block.dosage.shape[1]] = block.dosage
+        start += block.dosage.shape[1]
+    write_bed(out, dosage, genotypes.sample_table.iloc[sample_index].reset_index(drop=True),
+              genotypes.variant_table.iloc[variant_index].reset_index(drop=True))
+
+
+def select_samples(genotypes: GenotypeSource, *, keep: str | Path | None = None,
+                   remove: str | Path | None = None) -> np.ndarray:
+    """Positions of the samples kept by ``--keep`` / ``--remove`` files (FID IID per line)."""
+    from deepprs.io.tables import read_sample_list
+
+    ids = genotypes.sample_ids
+    mask = np.ones(len(ids), dtype=bool)
+    if keep is not None:
+        mask &= ids.isin(read_sample_list(keep, "--keep"))
+    if remove is not None:
+        mask &= ~ids.isin(read_sample_list(remove, "--remove"))
+    if not mask.any():
+        raise InputError("no samples left after --keep/--remove; check the FID IID columns of those files")
+    return np.flatnonzero(mask)
+
+
+def select_variants(genotypes: GenotypeSource, extract: str | Path | None = None) -> np.ndarray:
+    """Positions of the variants listed in an ``--extract`` file (first column = variant ID)."""
+    if extract is None:
+        return np.arange(genotypes.n_variants)
+    path = Path(extract)
+    if not path.exists():
+        raise InputError(f"--extract file {path} does not exist")
+    wanted = {line.split()[0] for line in path.read_text().splitlines() if line.strip()}
+    index = np.flatnonzero(genotypes.variant_table["id"].astype(str).isin(wanted).to_numpy())
+    if len(index) == 0:
+        raise InputError(f"--extract {path}: none of its {len(wanted)} IDs are in the genotype file")
+    return index

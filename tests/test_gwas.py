@@ -1,0 +1,586 @@
+"""GWAS (deepprs.assoc, `deepprs gwas`) against stored plink2 2.00a3.5 outputs, statsmodels and brute force.
+
+Fixtures and the exact plink2 commands: tests/data/gwas/README.md. plink2 prints 6 significant
+digits, so comparisons with its files use rtol 1e-5 (print precision); comparisons with
+statsmodels use 1e-6. plink2 2.00a3.5 fits logistic models in single precision, hence the looser
+logistic tolerances against its files (our fits are checked against statsmodels at 1e-6).
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.optimize
+import statsmodels.api as sm
+
+from deepprs.assoc import (
+    binary_coding,
+    fit_logistic,
+    genomic_control,
+    gwas_linear,
+    gwas_logistic,
+    read_cvblup_loco,
+    read_glm,
+    run_gwas,
+    to_case_control,
+)
+from deepprs.assoc.output import format_number
+from deepprs.cli.main import main
+from deepprs.errors import InputError
+from deepprs.io import load_cohort, open_genotypes, write_bed
+from deepprs.io.bed import BedReader
+from deepprs.io.genotypes import GenotypeSource
+from deepprs.plots import manhattan_plot, qq_plot
+
+DATA = Path(__file__).parent / "data" / "gwas"
+
+
+def _plink2(name: str) -> pd.DataFrame:
+    return read_glm(DATA / name).rename(columns={"AX": "OMITTED"})
+
+
+def _neglog10(p: pd.Series) -> np.ndarray:
+    return -np.log10(p.to_numpy(dtype=float))
+
+
+def _compare(ours: pd.DataFrame, ref: pd.DataFrame, numeric: dict[str, float], log10p_tol: float) -> None:
+    assert list(ours["ID"]) == list(ref["ID"])
+    for column in ("A1", "OMITTED", "TEST", "ERRCODE"):
+        assert (ours[column].astype(str).to_numpy() == ref[column].astype(str).to_numpy()).all(), column
+    np.testing.assert_array_equal(ours["OBS_CT"].to_numpy(), ref["OBS_CT"].to_numpy())
+    np.testing.assert_allclose(ours["A1_FREQ"], ref["A1_FREQ"], rtol=1e-5, atol=1e-6)
+    for column, rtol in numeric.items():
+        np.testing.assert_allclose(
+            ours[column].to_numpy(float),
+            ref[column].to_numpy(float),
+            rtol=rtol,
+            atol=1e-6 if column in ("T_STAT", "Z_STAT") else 0,
+            err_msg=column,
+        )
+    np.testing.assert_allclose(_neglog10(ours["P"]), _neglog10(ref["P"]), atol=log10p_tol, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# linear regression vs plink2
+# ---------------------------------------------------------------------------------------------
+LINEAR_CASES = [
+    ("eur", None, "PHENO", "plink2_eur_nocov.PHENO.glm.linear"),
+    ("eur", "eur.covar", "PHENO", "plink2_eur_cov.PHENO.glm.linear"),
+    ("sim", None, "Q1", "plink2_sim_nocov.Q1.glm.linear"),
+    ("sim", None, "Q2", "plink2_sim_nocov.Q2.glm.linear"),
+    ("sim", "sim.covar", "Q1", "plink2_sim_cov.Q1.glm.linear"),
+    ("sim", "sim.covar", "Q2", "plink2_sim_cov.Q2.glm.linear"),
+]
+
+
+@pytest.mark.parametrize(("prefix", "covar", "pheno", "reference"), LINEAR_CASES)
+def test_linear_matches_plink2(prefix, covar, pheno, reference):
+    cohort = load_cohort(
+        DATA / prefix,
+        pheno=DATA / f"{prefix}.pheno",
+        pheno_names=[pheno],
+        covar=DATA / covar if covar else None,
+    )
+    ours = gwas_linear(
+        cohort.genotypes,
+        cohort.phenotypes,
+        covariates=cohort.covariates,
+        sample_index=cohort.sample_index,
+        progress=False,
+    )[pheno]
+    ref = _plink2(reference)
+    _compare(ours, ref, {"BETA": 1e-5, "SE": 1e-5, "T_STAT": 1e-5}, log10p_tol=1e-4)
+    assert (ours["ERRCODE"] != ".").sum() == (1 if prefix == "sim" else 0)  # the monomorphic sv7
+
+
+def test_linear_several_phenotypes_one_pass_matches_plink2():
+    """Q1 (complete) and Q2 (10% missing) in one call: two designs, one genotype pass."""
+    cohort = load_cohort(DATA / "sim", pheno=DATA / "sim.pheno", pheno_names=["Q1", "Q2"], covar=DATA / "sim.covar")
+    tables = gwas_linear(
+        cohort.genotypes,
+        cohort.phenotypes,
+        covariates=cohort.covariates,
+        sample_index=cohort.sample_index,
+        block_size=64,
+        progress=False,
+    )
+    for name in ("Q1", "Q2"):
+        _compare(
+            tables[name],
+            _plink2(f"plink2_sim_cov.{name}.glm.linear"),
+            {"BETA": 1e-5, "SE": 1e-5},
+            log10p_tol=1e-4,
+        )
+
+
+def test_written_file_matches_plink2_text(tmp_path):
+    cohort = load_cohort(DATA / "eur", pheno=DATA / "eur.pheno", pheno_names=["PHENO"], covar=DATA / "eur.covar")
+    result = run_gwas(cohort, out=tmp_path / "run", plots=False, progress=False)
+    ours = (tmp_path / "run.PHENO.glm.linear").read_text().splitlines()
+    ref = (DATA / "plink2_eur_cov.PHENO.glm.linear").read_text().replace("\tAX\t", "\tOMITTED\t").splitlines()
+    assert ours[0] == ref[0]
+    assert len(ours) == len(ref)
+    identical = sum(a == b for a, b in zip(ours, ref, strict=True))
+    assert identical >= 0.98 * len(ref)  # the rest differ in the 6th digit of P (rounding)
+    for a, b in zip(ours, ref, strict=True):
+        assert a.split("\t")[:10] == b.split("\t")[:10]
+    assert 0.9 < result.lambda_gc["PHENO"] < 1.1
+
+
+# ---------------------------------------------------------------------------------------------
+# linear regression vs statsmodels, invariances
+# ---------------------------------------------------------------------------------------------
+def _simulated(tmp_path, n=157, m=40, missing=0.06, seed=3):
+    rng = np.random.default_rng(seed)
+    dosage = rng.binomial(2, rng.uniform(0.05, 0.6, m), size=(n, m)).astype(float)
+    dosage[rng.random((n, m)) < missing] = np.nan
+    samples = pd.DataFrame({"fid": [f"f{i}" for i in range(n)], "iid": [f"i{i}" for i in range(n)]})
+    variants = pd.DataFrame(
+        {
+            "chrom": np.where(np.arange(m) < m // 2, "3", "5"),
+            "pos": np.arange(m) + 10,
+            "id": [f"v{j}" for j in range(m)],
+            "ref": "T",
+            "alt": "C",
+            "a1": "C",
+            "cm": 0.0,
+        }
+    )
+    write_bed(tmp_path / "sim", dosage, samples, variants)
+    covariates = pd.DataFrame(rng.normal(size=(n, 3)), columns=["c1", "c2", "c3"])
+    phenotypes = pd.DataFrame(
+        {"y1": rng.normal(size=n) + 0.5 * np.nan_to_num(dosage[:, 1]), "y2": rng.normal(size=n) * 3 + 10}
+    )
+    phenotypes.loc[rng.random(n) < 0.1, "y2"] = np.nan
+    return dosage, covariates, phenotypes, open_genotypes(tmp_path / "sim")
+
+
+def test_linear_matches_statsmodels(tmp_path):
+    dosage, covariates, phenotypes, source = _simulated(tmp_path)
+    tables = gwas_linear(source, phenotypes, covariates=covariates, block_size=16, progress=False)
+    for name in ("y1", "y2"):
+        for j in (0, 1, 13, 39):
+            used = ~np.isnan(dosage[:, j]) & phenotypes[name].notna().to_numpy()
+            design = sm.add_constant(np.column_stack([covariates.to_numpy()[used], dosage[used, j]]))
+            fit = sm.OLS(phenotypes[name].to_numpy()[used], design).fit()
+            row = tables[name].iloc[j]
+            assert row["OBS_CT"] == used.sum()
+            assert row["BETA"] == pytest.approx(fit.params[-1], rel=1e-6)
+            assert row["SE"] == pytest.approx(fit.bse[-1], rel=1e-6)
+            assert row["T_STAT"] == pytest.approx(fit.tvalues[-1], rel=1e-6)
+            assert -np.log10(row["P"]) == pytest.approx(-np.log10(fit.pvalues[-1]), abs=1e-6)
+            assert row["A1_FREQ"] == pytest.approx(dosage[used, j].mean() / 2, rel=1e-12)
+
+
+class WrappedSource(GenotypeSource):
+    """Any non-.bed reader: exercises the generic GenotypeSource.read path."""
+
+    def __init__(self, inner: BedReader) -> None:
+        self.path, self.sample_table, self.variant_table = inner.path, inner.sample_table, inner.variant_table
+        self._inner = inner
+
+    def _read_i8(self, sample_index, variant_index):
+        return self._inner._read_i8(sample_index, variant_index)
+
+
+def test_block_size_and_generic_reader_do_not_change_results(tmp_path):
+    _, covariates, phenotypes, source = _simulated(tmp_path)
+
+    generic = WrappedSource(source)
+    reference = gwas_linear(source, phenotypes, covariates=covariates, block_size=4096, progress=False)
+    for block_size, reader in ((1, source), (7, source), (40, generic)):
+        other = gwas_linear(reader, phenotypes, covariates=covariates, block_size=block_size, progress=False)
+        for name in reference:
+            pd.testing.assert_frame_equal(reference[name], other[name], rtol=1e-10, atol=0)
+
+
+def test_flipping_the_counted_allele_flips_beta(tmp_path):
+    dosage, covariates, phenotypes, source = _simulated(tmp_path)
+    variants = source.variant_table.copy()
+    flipped_variants = variants.assign(ref=variants["alt"], alt=variants["ref"], a1=variants["ref"])
+    write_bed(tmp_path / "flip", 2 - dosage, source.sample_table, flipped_variants)
+    original = gwas_linear(source, phenotypes, covariates=covariates, progress=False)["y1"]
+    flipped = gwas_linear(open_genotypes(tmp_path / "flip"), phenotypes, covariates=covariates, progress=False)["y1"]
+    np.testing.assert_allclose(flipped["BETA"], -original["BETA"], rtol=1e-6)
+    np.testing.assert_allclose(flipped["SE"], original["SE"], rtol=1e-6)
+    np.testing.assert_allclose(flipped["P"], original["P"], rtol=1e-6)
+    np.testing.assert_allclose(flipped["A1_FREQ"], 1 - original["A1_FREQ"], rtol=1e-12)
+    assert (flipped["A1"] == "T").all() and (flipped["OMITTED"] == "C").all()
+
+
+def test_null_simulation_lambda_gc(tmp_path):
+    rng = np.random.default_rng(11)
+    n, m = 2000, 2000
+    dosage = rng.binomial(2, rng.uniform(0.05, 0.5, m), size=(n, m)).astype(np.int8)
+    samples = pd.DataFrame({"fid": np.arange(n).astype(str), "iid": np.arange(n).astype(str)})
+    variants = pd.DataFrame(
+        {
+            "chrom": "1",
+            "pos": np.arange(m) + 1,
+            "id": [f"v{j}" for j in range(m)],
+            "ref": "A",
+            "alt": "G",
+            "a1": "G",
+            "cm": 0.0,
+        }
+    )
+    write_bed(tmp_path / "null", dosage, samples, variants)
+    phenotypes = pd.DataFrame({"y": rng.normal(size=n)})
+    covariates = pd.DataFrame({"c": rng.normal(size=n)})
+    table = gwas_linear(open_genotypes(tmp_path / "null"), phenotypes, covariates=covariates, progress=False)["y"]
+    lam = genomic_control(table["P"].to_numpy())
+    assert 0.95 <= lam <= 1.05
+    # P-values are uniform under the null: about 5% below 0.05
+    assert 0.03 < (table["P"] < 0.05).mean() < 0.07
+
+
+def test_constant_and_collinear_covariates_are_dropped_with_warning(tmp_path):
+    _, covariates, phenotypes, source = _simulated(tmp_path)
+    bad = covariates.assign(const=1.0, sum12=covariates["c1"] + 2 * covariates["c2"])
+    with pytest.warns(UserWarning) as record:
+        tables = gwas_linear(source, phenotypes[["y1"]], covariates=bad, progress=False)
+    messages = " ".join(str(w.message) for w in record)
+    assert "const" in messages and "sum12" in messages
+    clean = gwas_linear(source, phenotypes[["y1"]], covariates=covariates, progress=False)
+    pd.testing.assert_frame_equal(tables["y1"], clean["y1"], rtol=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------
+# logistic regression with Firth fallback
+# ---------------------------------------------------------------------------------------------
+LOGISTIC_CASES = [
+    ("sim", None, "B1", "plink2_sim_nocov.B1.glm.logistic.hybrid", None),
+    ("sim", "sim.covar", "B1", "plink2_sim_cov.B1.glm.logistic.hybrid", None),
+    ("eur", "eur.covar", "CASE", "plink2_eur_cov.CASE.glm.logistic.hybrid", "rs140934930"),
+]
+
+
+@pytest.mark.parametrize(("prefix", "covar", "pheno", "reference", "firth_variant"), LOGISTIC_CASES)
+def test_logistic_matches_plink2(prefix, covar, pheno, reference, firth_variant):
+    cohort = load_cohort(
+        DATA / prefix,
+        pheno=DATA / f"{prefix}.pheno",
+        pheno_names=[pheno],
+        covar=DATA / covar if covar else None,
+    )
+    ref = _plink2(reference)
+    variant_index = np.arange(len(ref))
+    if prefix == "eur":  # keep the test fast: 300 variants around the one plink2 fitted by Firth
+        hit = int(np.flatnonzero(ref["ID"] == firth_variant)[0])
+        variant_index = np.arange(max(0, hit - 150), hit + 150)
+        ref = ref.iloc[variant_index].reset_index(drop=True)
+    assert binary_coding(cohort.phenotypes[pheno]) == "12"
+    status = to_case_control(cohort.phenotypes[[pheno]], "12")
+    ours = gwas_logistic(
+        cohort.genotypes,
+        status,
+        covariates=cohort.covariates,
+        sample_index=cohort.sample_index,
+        variant_index=variant_index,
+        progress=False,
+    )[pheno]
+    assert (ours["FIRTH?"].to_numpy() == ref["FIRTH?"].to_numpy()).all()
+    assert (ours["FIRTH?"] == "Y").sum() >= 1
+    _compare(ours, ref, {"OR": 2e-3, "LOG(OR)_SE": 2e-3}, log10p_tol=1e-3)
+
+
+def test_logistic_matches_statsmodels_and_firth_matches_brute_force():
+    cohort = load_cohort(DATA / "sim", pheno=DATA / "sim.pheno", pheno_names=["B1"], covar=DATA / "sim.covar")
+    status = to_case_control(cohort.phenotypes[["B1"]], "12")
+    table = gwas_logistic(
+        cohort.genotypes,
+        status,
+        covariates=cohort.covariates,
+        sample_index=cohort.sample_index,
+        variant_index=np.arange(16),
+        progress=False,
+    )["B1"]
+    dosage = cohort.genotypes.read(cohort.sample_index, np.arange(16), dtype=np.float64)
+    y = status["B1"].to_numpy()
+    covariates = cohort.covariates.to_numpy()
+    for j in (0, 3, 12):
+        used = ~np.isnan(dosage[:, j])
+        design = sm.add_constant(np.column_stack([covariates[used], dosage[used, j]]))
+        fit = sm.Logit(y[used], design).fit(disp=0, tol=1e-12, maxiter=100)
+        row = table.iloc[j]
+        assert row["FIRTH?"] == "N"
+        assert np.log(row["OR"]) == pytest.approx(fit.params[-1], rel=1e-6)
+        assert row["LOG(OR)_SE"] == pytest.approx(fit.bse[-1], rel=1e-6)
+        assert -np.log10(row["P"]) == pytest.approx(-np.log10(fit.pvalues[-1]), abs=1e-6)
+    # sv11: only cases carry A1 -> quasi-separation -> Firth; maximise the penalised likelihood directly
+    row = table.iloc[11]
+    assert row["FIRTH?"] == "Y" and row["ERRCODE"] == "."
+    design = np.column_stack([np.ones(len(y)), covariates, dosage[:, 11]])
+
+    def negative_penalised(beta):
+        eta = design @ beta
+        p = 1 / (1 + np.exp(-eta))
+        info = design.T @ (design * (p * (1 - p))[:, None])
+        return -(np.sum(y * eta - np.logaddexp(0, eta)) + 0.5 * np.linalg.slogdet(info)[1])
+
+    best = scipy.optimize.minimize(
+        negative_penalised, np.zeros(design.shape[1]), method="BFGS", options={"gtol": 1e-9}
+    ).x
+    assert np.log(row["OR"]) == pytest.approx(best[-1], rel=1e-4)
+
+
+def test_fit_logistic_reports_non_convergence_under_separation():
+    import torch
+
+    g = torch.tensor([[0.0, 0, 0, 0, 1, 1, 1, 2]], dtype=torch.float64)
+    y = torch.tensor([0.0, 0, 0, 0, 1, 1, 1, 1], dtype=torch.float64)
+    intercept = torch.ones(8, 1, dtype=torch.float64)
+    mask = torch.ones(1, 8, dtype=torch.float64)
+    _, _, converged = fit_logistic(intercept, g, y, mask)
+    assert not converged[0]
+    beta, se, converged = fit_logistic(intercept, g, y, mask, firth=True)
+    assert converged[0] and torch.isfinite(beta).all() and float(beta[0, 1]) > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# LOCO cvBLUP covariate
+# ---------------------------------------------------------------------------------------------
+def test_cvblup_loco_covariate_is_added_per_chromosome(tmp_path):
+    dosage, covariates, phenotypes, source = _simulated(tmp_path)
+    rng = np.random.default_rng(5)
+    loco = pd.DataFrame(
+        {
+            "FID": source.sample_table["fid"],
+            "IID": source.sample_table["iid"],
+            "3": rng.normal(size=source.n_samples),
+            "5": rng.normal(size=source.n_samples),
+        }
+    )
+    loco.to_csv(tmp_path / "trait.cvblup.loco.tsv", sep="\t", index=False)
+    table = read_cvblup_loco(tmp_path / "trait", source.sample_ids)
+    assert list(table.columns) == ["3", "5"]
+    loco_tables = gwas_linear(
+        source,
+        phenotypes[["y1"]],
+        covariates=covariates,
+        loco_covariates=table.reset_index(drop=True),
+        progress=False,
+    )["y1"]
+    for chrom, rows in (("3", slice(0, 20)), ("5", slice(20, 40))):
+        extra = covariates.assign(loco=table[chrom].to_numpy())
+        plain = gwas_linear(source, phenotypes[["y1"]], covariates=extra, progress=False)["y1"]
+        pd.testing.assert_frame_equal(loco_tables.iloc[rows], plain.iloc[rows], rtol=1e-9)
+    j = 25
+    used = ~np.isnan(dosage[:, j])
+    design = sm.add_constant(
+        np.column_stack([covariates.to_numpy()[used], table["5"].to_numpy()[used], dosage[used, j]])
+    )
+    fit = sm.OLS(phenotypes["y1"].to_numpy()[used], design).fit()
+    assert loco_tables.iloc[j]["BETA"] == pytest.approx(fit.params[-1], rel=1e-6)
+    with pytest.raises(InputError, match="chromosome 5"):
+        gwas_linear(source, phenotypes[["y1"]], loco_covariates=table[["3"]].reset_index(drop=True), progress=False)
+    (tmp_path / "bad.cvblup.loco.tsv").write_text("IID\tX\n1\t2\n")
+    with pytest.raises(InputError, match="FID IID"):
+        read_cvblup_loco(tmp_path / "bad")
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI, writers, plots
+# ---------------------------------------------------------------------------------------------
+def _run_cli(args: list[str]) -> int:
+    try:
+        main(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_cli_end_to_end(tmp_path):
+    out = tmp_path / "gw"
+    code = _run_cli(
+        [
+            "gwas",
+            "--bfile",
+            str(DATA / "sim"),
+            "--pheno",
+            str(DATA / "sim.pheno"),
+            "--covar",
+            str(DATA / "sim.covar"),
+            "--pheno-name",
+            "Q1,B1",
+            "--out",
+            str(out),
+            "--gz",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    linear = read_glm(f"{out}.Q1.glm.linear.gz")
+    _compare(linear, _plink2("plink2_sim_cov.Q1.glm.linear"), {"BETA": 1e-5, "SE": 1e-5}, log10p_tol=1e-4)
+    with gzip.open(f"{out}.B1.glm.logistic.hybrid.gz", "rt") as handle:
+        header = handle.readline().rstrip("\n").split("\t")
+    assert header == [
+        "#CHROM",
+        "POS",
+        "ID",
+        "REF",
+        "ALT",
+        "A1",
+        "OMITTED",
+        "A1_FREQ",
+        "FIRTH?",
+        "TEST",
+        "OBS_CT",
+        "OR",
+        "LOG(OR)_SE",
+        "Z_STAT",
+        "P",
+        "ERRCODE",
+    ]
+    for suffix in ("Q1.manhattan.png", "Q1.qq.png", "B1.manhattan.png", "B1.qq.png"):
+        assert Path(f"{out}.{suffix}").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    log = Path(f"{out}.log").read_text()
+    assert "lambda GC" in log and Path(f"{out}.provenance.json").exists()
+
+
+def test_cli_cvblup_covar_and_linear_only(tmp_path):
+    cohort = load_cohort(DATA / "sim", pheno=DATA / "sim.pheno", pheno_names=["B1"], covar=DATA / "sim.covar")
+    rng = np.random.default_rng(8)
+    samples = cohort.genotypes.sample_table
+    loco = pd.DataFrame(
+        {
+            "FID": samples["fid"],
+            "IID": samples["iid"],
+            "1": rng.normal(size=len(samples)),
+            "2": rng.normal(size=len(samples)),
+        }
+    ).iloc[::-1]  # row order must not matter
+    loco.to_csv(tmp_path / "trait.cvblup.loco.tsv", sep="\t", index=False)
+    out = tmp_path / "loco"
+    code = _run_cli(
+        [
+            "gwas",
+            "--bfile",
+            str(DATA / "sim"),
+            "--pheno",
+            str(DATA / "sim.pheno"),
+            "--pheno-name",
+            "B1",
+            "--covar",
+            str(DATA / "sim.covar"),
+            "--cvblup-covar",
+            str(tmp_path / "trait"),
+            "--linear-only",
+            "--no-plots",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    ours = read_glm(f"{out}.B1.glm.linear")  # 1/2 trait analysed as quantitative
+    table = read_cvblup_loco(tmp_path / "trait", cohort.sample_ids).reset_index(drop=True)
+    expected = gwas_linear(
+        cohort.genotypes,
+        cohort.phenotypes,
+        covariates=cohort.covariates,
+        sample_index=cohort.sample_index,
+        loco_covariates=table,
+        progress=False,
+    )["B1"]
+    np.testing.assert_allclose(ours["BETA"], expected["BETA"], rtol=1e-5)
+    dosage = cohort.genotypes.read(cohort.sample_index, [300], dtype=np.float64)[:, 0]  # chromosome 2
+    used = ~np.isnan(dosage)
+    design = sm.add_constant(
+        np.column_stack([cohort.covariates.to_numpy()[used], table["2"].to_numpy()[used], dosage[used]])
+    )
+    fit = sm.OLS(cohort.phenotypes["B1"].to_numpy()[used], design).fit()
+    assert ours.iloc[300]["BETA"] == pytest.approx(fit.params[-1], rel=1e-5)
+
+
+def test_cli_keep_restricts_samples(tmp_path):
+    cohort = load_cohort(DATA / "sim", pheno=DATA / "sim.pheno", pheno_names=["Q1"])
+    keep_ids = cohort.sample_ids[::2]
+    (tmp_path / "keep.txt").write_text("".join(f"{fid} {iid}\n" for fid, iid in keep_ids))
+    out = tmp_path / "kept"
+    code = _run_cli(
+        [
+            "gwas",
+            "--bfile",
+            str(DATA / "sim"),
+            "--pheno",
+            str(DATA / "sim.pheno"),
+            "--pheno-name",
+            "Q1",
+            "--keep",
+            str(tmp_path / "keep.txt"),
+            "--no-plots",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    ours = read_glm(f"{out}.Q1.glm.linear")
+    expected = gwas_linear(
+        cohort.genotypes, cohort.phenotypes.iloc[::2], sample_index=cohort.sample_index[::2], progress=False
+    )["Q1"]
+    assert ours["OBS_CT"].max() <= len(keep_ids)
+    np.testing.assert_array_equal(ours["OBS_CT"], expected["OBS_CT"])
+    np.testing.assert_allclose(ours["BETA"], expected["BETA"], rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("table", "extra", "message"),
+    [
+        ("FID IID Y\nF0 S0 1.5\nF1 S1 abc\n", [], "non-numeric"),
+        ("FID IID Y\nX0 Z0 1.5\nX1 Z1 2.5\n", [], "0 sample IDs in common"),
+        ("FID IID Y Z\nF0 S0 NA 1\nF1 S1 NA 2\n", [], "missing for every sample"),
+        ("FID IID Y\nF0 S0 1.5\nF1 S1 2.5\n", ["--pheno-name", "NOPE"], "NOPE"),
+    ],
+)
+def test_cli_input_errors_exit_2_without_outputs(tmp_path, capsys, table, extra, message):
+    (tmp_path / "bad.pheno").write_text(table)
+    out = tmp_path / "bad"
+    code = _run_cli(
+        [
+            "gwas",
+            "--bfile",
+            str(DATA / "sim"),
+            "--pheno",
+            str(tmp_path / "bad.pheno"),
+            *extra,
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.log", "bad.pheno"]
+
+
+def test_format_and_trait_detection():
+    assert format_number(0.0056451) == "0.0056451"
+    assert format_number(1.234567e-5) == "1.23457e-05"
+    assert format_number(float("nan")) == "NA"
+    assert format_number(366.0) == "366"
+    assert binary_coding(pd.Series([1.0, 2.0, np.nan])) == "12"
+    assert binary_coding(pd.Series([0.0, 1.0, 1.0])) == "01"
+    assert binary_coding(pd.Series([0.0, 1.0, 2.0])) is None
+    assert binary_coding(pd.Series([1.0, 1.0])) is None
+    assert to_case_control(pd.Series([1.0, 2.0]), "12").tolist() == [0.0, 1.0]
+
+
+def test_plots_write_png(tmp_path):
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(
+        {
+            "CHROM": np.repeat(["1", "2", "10"], 50),
+            "POS": np.tile(np.arange(50) * 1000, 3),
+            "P": rng.uniform(size=150),
+        }
+    )
+    manhattan_plot(table, tmp_path / "m.png")
+    qq_plot(table["P"].to_numpy(), tmp_path / "q.png")
+    assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "q.png").stat().st_size > 1000

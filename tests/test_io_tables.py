@@ -1,0 +1,181 @@
+"""Phenotype/covariate tables, --keep/--remove lists and sample alignment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepprs.errors import InputError
+from deepprs.io import (
+    align_samples,
+    load_cohort,
+    read_covariates,
+    read_phenotypes,
+    read_sample_list,
+)
+
+DATA = Path(__file__).parent / "data" / "io"
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _genotype_ids(n: int = 10) -> pd.MultiIndex:
+    return pd.MultiIndex.from_arrays([[f"F{i}" for i in range(n)], [f"I{i}" for i in range(n)]],
+                                     names=["FID", "IID"])
+
+
+@pytest.mark.parametrize("header", ["FID IID", "#FID IID", "fid\tiid", "#FID\tIID"])
+def test_fid_iid_headers(tmp_path, header):
+    sep = "\t" if "\t" in header else " "
+    path = _write(tmp_path / "p.txt", f"{header}{sep}BMI{sep}Height\nF1{sep}I1{sep}22.5{sep}170\n"
+                                      f"F2{sep}I2{sep}NA{sep}-9\nF3{sep}I3{sep}-9{sep}181.5\n")
+    table = read_phenotypes(path)
+    assert list(table.index) == [("F1", "I1"), ("F2", "I2"), ("F3", "I3")]
+    assert list(table.columns) == ["BMI", "Height"]
+    np.testing.assert_array_equal(table["BMI"].to_numpy(), [22.5, np.nan, np.nan])
+    np.testing.assert_array_equal(table["Height"].to_numpy(), [170.0, np.nan, 181.5])
+
+
+def test_iid_only_header_sets_fid_to_iid(tmp_path):
+    path = _write(tmp_path / "p.txt", "#IID\ty\nA\t1\nB\t2.5\n")
+    table = read_phenotypes(path)
+    assert list(table.index) == [("A", "A"), ("B", "B")]
+    np.testing.assert_array_equal(table["y"].to_numpy(), [1.0, 2.5])
+
+
+def test_bad_header(tmp_path):
+    path = _write(tmp_path / "p.txt", "ID y\nA 1\n")
+    with pytest.raises(InputError, match="header must start with 'FID IID'"):
+        read_phenotypes(path)
+
+
+def test_missing_tokens(tmp_path):
+    values = ["NA", "-9", ".", "nan", "3", "-9.0"]
+    rows = "".join(f"F{i} I{i} {v}\n" for i, v in enumerate(values))
+    path = _write(tmp_path / "p.txt", "FID IID y\n" + rows)
+    np.testing.assert_array_equal(read_phenotypes(path)["y"].to_numpy(), [np.nan] * 4 + [3.0, np.nan])
+
+
+def test_categorical_covariates_one_hot(tmp_path):
+    path = _write(tmp_path / "c.txt", "FID IID age site sex\nF1 I1 30 leeds M\nF2 I2 41 bristol F\n"
+                                      "F3 I3 NA manchester M\nF4 I4 52 NA F\nF5 I5 60 leeds F\n")
+    table = read_covariates(path)
+    # levels sorted: bristol (dropped), leeds, manchester; F (dropped), M
+    assert list(table.columns) == ["age", "site=leeds", "site=manchester", "sex=M"]
+    np.testing.assert_array_equal(table["age"].to_numpy(), [30, 41, np.nan, 52, 60])
+    np.testing.assert_array_equal(table["site=leeds"].to_numpy(), [1, 0, 0, np.nan, 1])
+    np.testing.assert_array_equal(table["site=manchester"].to_numpy(), [0, 0, 1, np.nan, 0])
+    np.testing.assert_array_equal(table["sex=M"].to_numpy(), [1, 0, 1, 0, 0])
+    assert list(read_covariates(path, ["age"]).columns) == ["age"]
+
+
+def test_non_numeric_phenotype_names_the_value(tmp_path):
+    path = _write(tmp_path / "p.txt", "FID IID y\nF1 I1 1.5\nF2 I2 tall\n")
+    with pytest.raises(InputError, match=r"non-numeric value 'tall' \(sample F2 I2\)"):
+        read_phenotypes(path)
+
+
+def test_all_missing_columns(tmp_path):
+    path = _write(tmp_path / "p.txt", "FID IID y z\nF1 I1 1 NA\nF2 I2 2 -9\n")
+    with pytest.raises(InputError, match="column z is missing for every sample"):
+        read_phenotypes(path)
+    np.testing.assert_array_equal(read_phenotypes(path, ["y"])["y"].to_numpy(), [1.0, 2.0])
+    with pytest.raises(InputError, match="column z is missing for every sample"):
+        read_covariates(path)
+
+
+def test_unknown_pheno_and_covar_name(tmp_path):
+    path = _write(tmp_path / "p.txt", "FID IID y z\nF1 I1 1 2\n")
+    with pytest.raises(InputError, match=r"--pheno-name BMI not found .*available columns: y, z"):
+        read_phenotypes(path, ["BMI"])
+    with pytest.raises(InputError, match=r"--covar-name age not found"):
+        read_covariates(path, ["y", "age"])
+
+
+def test_duplicate_ids(tmp_path):
+    path = _write(tmp_path / "p.txt", "FID IID y\nF1 I1 1\nF2 I2 2\nF1 I1 3\n")
+    with pytest.raises(InputError, match=r"duplicate FID IID rows \(first: \['F1 I1'\]\)"):
+        read_phenotypes(path)
+
+
+def test_missing_and_empty_files(tmp_path):
+    with pytest.raises(InputError, match="phenotype file .*nope.txt does not exist"):
+        read_phenotypes(tmp_path / "nope.txt")
+    with pytest.raises(InputError, match="is empty"):
+        read_covariates(_write(tmp_path / "e.txt", ""))
+    with pytest.raises(InputError, match="no data columns"):
+        read_phenotypes(_write(tmp_path / "h.txt", "FID IID\nF1 I1\n"))
+
+
+def test_zero_overlap(tmp_path):
+    phenotypes = read_phenotypes(_write(tmp_path / "p.txt", "FID IID y\nX1 Y1 1\nX2 Y2 2\n"))
+    with pytest.raises(InputError, match=r"0 sample IDs in common .*\['X1 Y1', 'X2 Y2'\].*\['F0 I0'"):
+        align_samples(_genotype_ids(), phenotypes=phenotypes, pheno_path="p.txt")
+
+
+def test_sample_lists(tmp_path):
+    with_header = read_sample_list(_write(tmp_path / "k1", "#FID IID\nF1 I1\nF3 I3\n"))
+    assert list(with_header) == [("F1", "I1"), ("F3", "I3")]
+    iid_only = read_sample_list(_write(tmp_path / "k2", "A\nB\n\n"))
+    assert list(iid_only) == [("A", "A"), ("B", "B")]
+    assert len(read_sample_list(_write(tmp_path / "k3", ""))) == 0
+    with pytest.raises(InputError, match="--remove file .* does not exist"):
+        read_sample_list(tmp_path / "none", "--remove")
+
+
+def test_alignment_report_counts(tmp_path):
+    ids = _genotype_ids(10)                                         # F0..F9
+    phenotypes = read_phenotypes(_write(tmp_path / "p.txt", "FID IID y\n" + "".join(
+        f"F{i} I{i} {'NA' if i == 2 else i}\n" for i in range(8))))  # F8, F9 absent; F2 missing
+    covariates = read_covariates(_write(tmp_path / "c.txt", "FID IID age\n" + "".join(
+        f"F{i} I{i} {'NA' if i == 4 else 20 + i}\n" for i in range(1, 10))))  # F0 absent; F4 missing
+    keep = read_sample_list(_write(tmp_path / "keep", "".join(f"F{i} I{i}\n" for i in range(9))))  # drops F9
+    remove = read_sample_list(_write(tmp_path / "remove", "F6 I6\n"))
+    result = align_samples(ids, phenotypes=phenotypes, covariates=covariates, keep=keep, remove=remove)
+    assert result.dropped == {"not in --keep": 1, "in --remove": 1, "not in the phenotype file": 1,
+                              "phenotype missing": 1, "not in the covariate file": 1, "covariate missing": 1}
+    assert [iid for _, iid in result.sample_ids] == ["I1", "I3", "I5", "I7"]
+    np.testing.assert_array_equal(result.genotype_index, [1, 3, 5, 7])
+    np.testing.assert_array_equal(result.phenotypes["y"].to_numpy(), [1, 3, 5, 7])
+    np.testing.assert_array_equal(result.covariates["age"].to_numpy(), [21, 23, 25, 27])
+    assert result.report() == ("4 samples kept; 1 dropped: not in --keep; 1 dropped: in --remove; "
+                               "1 dropped: not in the phenotype file; 1 dropped: phenotype missing; "
+                               "1 dropped: not in the covariate file; 1 dropped: covariate missing")
+
+
+def test_alignment_follows_genotype_order_not_table_order(tmp_path):
+    phenotypes = read_phenotypes(_write(tmp_path / "p.txt", "FID IID y\nF3 I3 3\nF0 I0 0\nF1 I1 1\n"))
+    result = align_samples(_genotype_ids(4), phenotypes=phenotypes)
+    np.testing.assert_array_equal(result.genotype_index, [0, 1, 3])
+    np.testing.assert_array_equal(result.phenotypes["y"].to_numpy(), [0, 1, 3])
+
+
+def test_everything_removed(tmp_path):
+    with pytest.raises(InputError, match="no samples remain"):
+        align_samples(_genotype_ids(3), remove=_genotype_ids(3))
+
+
+def test_load_cohort_on_fixture(tmp_path):
+    fam = pd.read_csv(DATA / "eur60.fam", sep=r"\s+", header=None, dtype=str)
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=len(fam)).round(3)
+    lines = ["#FID\tIID\ty"] + [f"{f}\t{i}\t{'NA' if k % 10 == 0 else y[k]}"
+                                for k, (f, i) in enumerate(zip(fam[0], fam[1], strict=True))]
+    pheno = _write(tmp_path / "y.pheno", "\n".join(lines) + "\n")
+    covar = _write(tmp_path / "c.cov", "FID IID batch\n" + "".join(
+        f"{f} {i} {'ab'[k % 2]}\n" for k, (f, i) in enumerate(zip(fam[0], fam[1], strict=True))))
+    remove = _write(tmp_path / "rm", f"{fam[0][1]} {fam[1][1]}\n")
+    for genotypes in (DATA / "eur60", DATA / "eur60.pgen"):
+        cohort = load_cohort(genotypes, pheno=pheno, pheno_names=["y"], covar=covar, remove=remove)
+        assert cohort.alignment.dropped["phenotype missing"] == 6
+        assert cohort.alignment.dropped["in --remove"] == 1
+        assert len(cohort.sample_index) == 53
+        np.testing.assert_allclose(cohort.phenotypes["y"].to_numpy(), y[cohort.sample_index])
+        assert list(cohort.covariates.columns) == ["batch=b"]
+        np.testing.assert_array_equal(cohort.covariates["batch=b"].to_numpy(), cohort.sample_index % 2)

@@ -1,0 +1,196 @@
+"""QC statistics, HWE exact test, plink2-style filters and LD pruning against stored plink2 outputs."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from deepprs.cli.main import main
+from deepprs.errors import InputError
+from deepprs.io import open_genotypes
+from deepprs.qc import hwe_exact_pvalues, ld_prune, parse_indep_pairwise, run_qc, variant_stats
+from deepprs.simulate import InMemoryGenotypes, simulate_genotypes
+
+DATA = Path(__file__).parent / "data" / "pca"
+
+
+def _run_cli(argv: list[str]) -> int:
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def _hwe_brute_force(hom1: int, het: int, hom2: int) -> float:
+    """Exact HWE P by enumerating every het count with exact integer arithmetic (Wigginton 2005)."""
+    n = hom1 + het + hom2
+    n_a = 2 * hom1 + het
+    n_b = 2 * hom2 + het
+    probs = {}
+    for h in range(n_a % 2, min(n_a, n_b) + 1, 2):
+        aa, bb = (n_a - h) // 2, (n_b - h) // 2
+        probs[h] = (math.factorial(n) * math.factorial(n_a) * math.factorial(n_b) * 2**h
+                    / (math.factorial(aa) * math.factorial(h) * math.factorial(bb) * math.factorial(2 * n)))
+    observed = probs[het]
+    return min(1.0, sum(p for p in probs.values() if p <= observed * (1 + 1e-9)))
+
+
+@pytest.mark.parametrize("counts", [(10, 50, 40), (0, 30, 0), (45, 2, 53), (1, 1, 1), (100, 0, 3),
+                                    (3, 80, 17), (0, 1, 99), (25, 50, 25)])
+def test_hwe_matches_brute_force_enumeration(counts):
+    p = hwe_exact_pvalues(np.array([counts[0]]), np.array([counts[1]]), np.array([counts[2]]))[0]
+    assert p == pytest.approx(_hwe_brute_force(*counts), rel=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 60), st.integers(0, 60), st.integers(0, 60))
+def test_hwe_symmetric_in_allele_labels_and_a_probability(hom1, het, hom2):
+    p = hwe_exact_pvalues(np.array([hom1, hom2]), np.array([het, het]), np.array([hom2, hom1]))
+    assert p[0] == pytest.approx(p[1], rel=1e-12)
+    assert 0.0 < p[0] <= 1.0
+    if hom1 + het + hom2 > 0 and min(2 * hom1 + het, 2 * hom2 + het) > 0:
+        assert p[0] == pytest.approx(_hwe_brute_force(hom1, het, hom2), rel=1e-7)
+
+
+@pytest.mark.parametrize("prefix", ["eur_region", "qcsim"])
+def test_hwe_and_counts_match_plink2_hardy(prefix):
+    hardy = pd.read_csv(DATA / f"{prefix}.hardy", sep="\t")
+    with open_genotypes(DATA / prefix) as source:
+        stats = variant_stats(source)
+    merged = stats.merge(hardy, on="ID")
+    assert len(merged) == len(stats) == len(hardy)
+    # plink2's .hardy A1 is the .bim's sixth column, i.e. our AX
+    assert (merged["AX_x"] == merged["A1_y"]).all() and (merged["A1_x"] == merged["AX_y"]).all()
+    np.testing.assert_array_equal(merged["HOM_AX_CT"], merged["HOM_A1_CT_y"])
+    np.testing.assert_array_equal(merged["HET_CT"], merged["HET_A1_CT"])
+    np.testing.assert_array_equal(merged["HOM_A1_CT_x"], merged["TWO_AX_CT"])
+    # plink2 prints 6 significant digits
+    np.testing.assert_allclose(merged["HWE_P"], merged["P"], rtol=2e-5, atol=0)
+    assert (merged["P"] < 1e-6).sum() > 0                       # the fixture exercises the tail
+
+
+def test_frequency_and_missingness_brute_force():
+    with open_genotypes(DATA / "qcsim") as source:
+        raw = source.read(dtype=np.int8, missing="raw").astype(float)
+        stats = variant_stats(source)
+        result = run_qc(source)
+    raw[raw < 0] = np.nan
+    np.testing.assert_allclose(stats["A1_FREQ"], np.nanmean(raw, axis=0) / 2, rtol=1e-12)
+    np.testing.assert_allclose(stats["MISSING_RATE"], np.isnan(raw).mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(result.sample_report["MISSING_RATE"], np.isnan(raw).mean(axis=1), rtol=1e-12)
+
+
+def test_filters_match_plink2():
+    kept_variants = set((DATA / "qcsim_filtered.snplist").read_text().split())
+    kept_samples = set(pd.read_csv(DATA / "qcsim_filtered.id", sep="\t")["IID"])
+    with open_genotypes(DATA / "qcsim") as source:
+        result = run_qc(source, maf=0.05, geno=0.02, mind=0.02, hwe=1e-6)
+    assert set(result.variant_report.loc[result.variant_pass, "ID"]) == kept_variants
+    assert set(result.sample_report.loc[result.sample_pass, "IID"]) == kept_samples
+    summary = result.summary
+    assert summary["n_samples_after"] == 290 and summary["n_variants_after"] == 1787
+    assert summary["samples_removed"]["mind"] == 10
+    assert summary["variants_removed"]["geno"] == 175         # plink2 applies --geno first: same count
+    assert summary["variants_removed"]["monomorphic"] == 5
+    report = result.variant_report
+    assert (report.loc[report["PASS"] == 1, "REASON"] == ".").all()
+    assert report.loc[report["PASS"] == 0, "REASON"].str.len().gt(1).all()
+
+
+def test_monomorphic_removed_without_thresholds():
+    dosage, samples, variants = simulate_genotypes(50, 20, seed=1)
+    dosage[:, 3] = 0
+    dosage[:, 7] = 2
+    result = run_qc(InMemoryGenotypes(dosage, samples, variants))
+    failed = result.variant_report.loc[~result.variant_pass, "ID"].tolist()
+    assert failed == variants["id"].iloc[[3, 7]].tolist()
+    assert (result.variant_report.loc[~result.variant_pass, "REASON"] == "monomorphic").all()
+
+
+@pytest.mark.parametrize(("name", "settings_"), [
+    ("w50", {"window": 50, "step": 5, "r2_threshold": 0.2}),
+    ("200kb", {"window": None, "window_kb": 200, "step": 1, "r2_threshold": 0.5}),
+])
+def test_ld_prune_agrees_with_plink2(name, settings_):
+    plink_in = set((DATA / f"eur_region_{name}.prune.in").read_text().split())
+    with open_genotypes(DATA / "eur_region") as source:
+        kept = ld_prune(source, **settings_)
+        ids = source.variant_table["id"].to_numpy()
+    agreement = np.mean(np.isin(ids, list(plink_in)) == kept)
+    assert agreement >= 0.97, agreement                        # measured: 0.992 (w50), 0.998 (200kb)
+    assert abs(kept.sum() - len(plink_in)) / len(plink_in) < 0.02
+
+
+def test_ld_prune_leaves_no_pair_above_threshold_in_any_window():
+    source = InMemoryGenotypes(*simulate_genotypes(400, 600, n_chromosomes=2, seed=4))
+    kept = ld_prune(source, window=30, step=3, r2_threshold=0.3)
+    dosage = source.read(dtype=np.float64)
+    chrom = source.variant_table["chrom"].to_numpy()
+    kept_index = np.flatnonzero(kept)
+    for a in kept_index:
+        partners = kept_index[(kept_index > a) & (kept_index < a + 30) & (chrom[kept_index] == chrom[a])]
+        for b in partners:
+            assert np.corrcoef(dosage[:, a], dosage[:, b])[0, 1] ** 2 <= 0.3 + 1e-9
+    assert 0 < kept.sum() < 600
+
+
+def test_parse_indep_pairwise_and_errors():
+    assert parse_indep_pairwise(["500kb", "1", "0.1"]) == {"window": None, "window_kb": 500.0, "step": 1,
+                                                          "r2_threshold": 0.1}
+    assert parse_indep_pairwise(["50", "5", "0.2"])["window"] == 50
+    with pytest.raises(InputError):
+        parse_indep_pairwise(["fifty", "5", "0.2"])
+    source = InMemoryGenotypes(*simulate_genotypes(20, 20, seed=1))
+    with pytest.raises(InputError):
+        ld_prune(source, window=None, window_kb=100, step=5, r2_threshold=0.2)
+
+
+def test_cli_qc_outputs(tmp_path):
+    out = tmp_path / "qc"
+    code = _run_cli(["qc", "--bfile", str(DATA / "qcsim"), "--maf", "0.05", "--geno", "0.02",
+                     "--mind", "0.02", "--hwe", "1e-6", "--indep-pairwise", "50", "5", "0.2", "--make-bed",
+                     "--out", str(out), "--quiet"])
+    assert code == 0
+    variants = pd.read_csv(f"{out}.qc.variants.tsv", sep="\t")
+    samples = pd.read_csv(f"{out}.qc.samples.tsv", sep="\t")
+    assert list(variants.columns) == ["ID", "CHROM", "POS", "A1", "A1_FREQ", "MISSING_RATE", "HWE_P", "PASS",
+                                      "REASON"]
+    assert list(samples.columns) == ["FID", "IID", "MISSING_RATE", "PASS"]
+    summary = json.loads(Path(f"{out}.qc.json").read_text())
+    assert (summary["n_samples_before"], summary["n_samples_after"]) == (300, 290)
+    assert (summary["n_variants_before"], summary["n_variants_after"]) == (2000, 1787)
+    prune_in = Path(f"{out}.prune.in").read_text().split()
+    prune_out = Path(f"{out}.prune.out").read_text().split()
+    assert len(prune_in) + len(prune_out) == 1787
+    assert set(prune_in) <= set((DATA / "qcsim_filtered.snplist").read_text().split())
+    with open_genotypes(out) as filtered:
+        assert filtered.shape == (290, 1787)
+        assert set(filtered.variant_table["id"]) == set((DATA / "qcsim_filtered.snplist").read_text().split())
+
+
+def test_cli_qc_bad_threshold_exit_2(tmp_path, capsys):
+    out = tmp_path / "bad"
+    assert _run_cli(["qc", "--bfile", str(DATA / "qcsim"), "--maf", "0.7", "--out", str(out), "--quiet"]) == 2
+    assert "--maf" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.log"]
+
+
+@settings(max_examples=8, deadline=None)
+@given(chunk=st.integers(1, 300), block_size=st.integers(1, 500))
+def test_streaming_block_sizes_do_not_change_results(chunk, block_size):
+    with open_genotypes(DATA / "qcsim") as source:
+        variants = np.arange(400)
+        reference_kept = ld_prune(source, window=20, step=3, r2_threshold=0.3, variants=variants)
+        kept = ld_prune(source, window=20, step=3, r2_threshold=0.3, variants=variants, chunk=chunk)
+        np.testing.assert_array_equal(kept, reference_kept)
+        reference_stats = variant_stats(source, variants=variants)
+        stats = variant_stats(source, variants=variants, block_size=block_size)
+        pd.testing.assert_frame_equal(stats, reference_stats)
