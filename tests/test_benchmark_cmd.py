@@ -107,11 +107,7 @@ def test_run_benchmark_twins_metrics_and_pooled_summary():
     summary = result.summary.set_index("model")
     pooled = predictions[predictions["model"] == "ridge"]["prediction"].to_numpy()
     assert summary.loc["ridge", "pooled_r2"] == pytest.approx(r2(y, pooled))
-    assert (
-        summary.loc["ridge", "r2_ci_lower"]
-        < summary.loc["ridge", "pooled_r2"]
-        < summary.loc["ridge", "r2_ci_upper"]
-    )
+    assert summary.loc["ridge", "r2_ci_lower"] < summary.loc["ridge", "pooled_r2"] < summary.loc["ridge", "r2_ci_upper"]
     net = summary.loc["fakenet_test"]
     assert net["linear_twin"] == "fakenet_test-linear"
     twin_r2 = summary.loc["fakenet_test-linear", "pooled_r2"]

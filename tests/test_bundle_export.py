@@ -164,9 +164,7 @@ def test_scores_identical_on_allele_swapped_target(tmp_path, fixture_data):
         tmp_path / "renamed",
         dosage,
         source.sample_table,
-        source.variant_table.assign(
-            id=source.variant_table["id"].where(np.arange(len(variants)) != 5, "renamed")
-        ),
+        source.variant_table.assign(id=source.variant_table["id"].where(np.arange(len(variants)) != 5, "renamed")),
     )
     renamed = predict_from_bundle(tmp_path / "bundle", str(tmp_path / "renamed"), keep_ambiguous=True)
     assert renamed.attrs["match_report"]["absent"] == 1
@@ -221,9 +219,7 @@ def test_predict_reproduces_stored_plink2_scores_with_flips(tmp_path):
 def check_pgs_header(lines):
     """The PGS Catalog 2.0 header fields (FORMATS.md §2.3), then the column line."""
     assert lines[0].startswith("###PGS CATALOG SCORING FILE")
-    fields = dict(
-        line[1:].split("=", 1) for line in lines if line.startswith("#") and not line.startswith("##")
-    )
+    fields = dict(line[1:].split("=", 1) for line in lines if line.startswith("#") and not line.startswith("##"))
     for key in (
         "format_version",
         "pgs_id",
@@ -342,8 +338,19 @@ def test_export_rejects_non_linear_and_bad_format(tmp_path, fixture_data):
     (tmp_path / "b" / "model.json").write_text(json.dumps(record))
     with pytest.raises(InputError, match="not linear"):
         export_weights(tmp_path / "b", tmp_path / "x.txt")
-    assert (
-        run_cli(["export", "--model", str(tmp_path / "nothing"), "--out", str(tmp_path / "y.txt"), "--quiet"])
-        == 2
-    )
+    assert run_cli(["export", "--model", str(tmp_path / "nothing"), "--out", str(tmp_path / "y.txt"), "--quiet"]) == 2
     assert not (tmp_path / "x.txt").exists()
+
+
+def test_cli_predict_with_covariates_equals_model_predict(tmp_path, fixture_data):
+    out = tmp_path / "ridge_cov"
+    args = ["fit", "--bfile", PREFIX, "--pheno", PHENO, "--pheno-name", "PHENO", "--covar", PHENO]
+    assert run_cli([*args, "--covar-name", "QCOV1,QCOV2", "--model", "ridge", "--out", str(out), "--quiet"]) == 0
+    predict = ["predict", "--model", str(out), "--bfile", PREFIX, "--covar", PHENO, "--covar-name", "QCOV1,QCOV2"]
+    assert run_cli([*predict, "--keep-ambiguous", "--out", str(tmp_path / "p"), "--quiet"]) == 0
+    scores = read_sscore(tmp_path / "p.sscore")
+    model, _ = load_model(out)
+    expected = model.predict(fixture_data.genotypes, covariates=fixture_data.covariates)
+    scored = dict(zip(scores["IID"].astype(str), scores["SCORE"], strict=True))
+    iids = fixture_data.sample_ids.get_level_values(1).astype(str)
+    np.testing.assert_allclose([scored[i] for i in iids], expected, rtol=1e-8, atol=1e-10)

@@ -101,9 +101,7 @@ def benchmark_from_files(
     write_benchmark(result, out_dir)
     if run is not None:
         for row in result.summary.itertuples():
-            run.info(
-                f"{row.model}: pooled r2 {row.pooled_r2:.4f} [{row.r2_ci_lower:.4f}, {row.r2_ci_upper:.4f}]"
-            )
+            run.info(f"{row.model}: pooled r2 {row.pooled_r2:.4f} [{row.r2_ci_lower:.4f}, {row.r2_ci_upper:.4f}]")
     return result
 
 
@@ -111,9 +109,7 @@ def register(app: typer.Typer) -> None:
     @app.command("benchmark")
     def benchmark_command(
         out: Annotated[str, typer.Option("--out", help="output directory")],
-        models: Annotated[
-            list[str], typer.Option("--models", help="models, comma-separated (ct,ridge,enet,mlp)")
-        ],
+        models: Annotated[list[str], typer.Option("--models", help="models, comma-separated (ct,ridge,enet,mlp)")],
         pheno: Pheno = None,
         pheno_name: PhenoName = None,
         bfile: Bfile = None,

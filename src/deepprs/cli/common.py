@@ -23,9 +23,11 @@ Bfile = Annotated[str | None, typer.Option("--bfile", help="PLINK 1 prefix (.bed
 Pfile = Annotated[str | None, typer.Option("--pfile", help="PLINK 2 prefix (.pgen/.pvar/.psam)")]
 Bgen = Annotated[str | None, typer.Option("--bgen", help="BGEN file (needs the [bgen] extra)")]
 Pheno = Annotated[str | None, typer.Option("--pheno", help="phenotype table with FID IID header")]
-PhenoName = Annotated[list[str] | None, typer.Option("--pheno-name", help="phenotype column(s); repeat or comma-separate")]
+PhenoName = Annotated[list[str] | None,
+                      typer.Option("--pheno-name", help="phenotype column(s); repeat or comma-separate")]
 Covar = Annotated[str | None, typer.Option("--covar", help="covariate table with FID IID header")]
-CovarName = Annotated[list[str] | None, typer.Option("--covar-name", help="covariate column(s); repeat or comma-separate")]
+CovarName = Annotated[list[str] | None,
+                      typer.Option("--covar-name", help="covariate column(s); repeat or comma-separate")]
 Keep = Annotated[str | None, typer.Option("--keep", help="keep only these samples (FID IID per line)")]
 Remove = Annotated[str | None, typer.Option("--remove", help="remove these samples (FID IID per line)")]
 Out = Annotated[str, typer.Option("--out", help="output prefix")]

@@ -14,12 +14,8 @@ def register(app: typer.Typer) -> None:
     def export_command(
         model: Annotated[str, typer.Option("--model", help="model bundle directory from 'deepprs fit'")],
         out: Annotated[str, typer.Option("--out", help="output file (.gz = gzip for pgs-catalog)")],
-        file_format: Annotated[
-            str, typer.Option("--format", help="pgs-catalog or plink-score")
-        ] = "plink-score",
-        trait: Annotated[
-            str | None, typer.Option("--trait", help="trait_reported for the PGS header")
-        ] = None,
+        file_format: Annotated[str, typer.Option("--format", help="pgs-catalog or plink-score")] = "plink-score",
+        trait: Annotated[str | None, typer.Option("--trait", help="trait_reported for the PGS header")] = None,
         genome_build: Annotated[str, typer.Option("--genome-build", help="GRCh37, GRCh38 or NR")] = "NR",
         include_zero: Annotated[bool, typer.Option("--include-zero", help="also write zero weights")] = False,
         quiet: Quiet = False,

@@ -112,9 +112,7 @@ def register(app: typer.Typer) -> None:
     @app.command("fit")
     def fit_command(
         out: Annotated[str, typer.Option("--out", help="output directory for the model bundle")],
-        model: Annotated[
-            str, typer.Option("--model", help="model name: ct, ridge, enet, lasso, bayesr, mlp, ...")
-        ],
+        model: Annotated[str, typer.Option("--model", help="model name: ct, ridge, enet, lasso, bayesr, mlp, ...")],
         pheno: Pheno = None,
         pheno_name: PhenoName = None,
         bfile: Bfile = None,
@@ -124,9 +122,7 @@ def register(app: typer.Typer) -> None:
         keep: Keep = None,
         remove: Remove = None,
         config: Annotated[str | None, typer.Option("--config", help="JSON file of model parameters")] = None,
-        resume: Annotated[
-            bool, typer.Option("--resume", help="continue neural training from checkpoints")
-        ] = False,
+        resume: Annotated[bool, typer.Option("--resume", help="continue neural training from checkpoints")] = False,
         seed: Seed = 0,
         device: Device = "auto",
         threads: Threads = None,

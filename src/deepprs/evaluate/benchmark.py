@@ -60,9 +60,7 @@ def _log(message: str) -> None:
         run.info(message)
 
 
-def _fold_metrics(
-    y: np.ndarray, pred: np.ndarray, binary: bool, prevalence: float | None
-) -> dict[str, float]:
+def _fold_metrics(y: np.ndarray, pred: np.ndarray, binary: bool, prevalence: float | None) -> dict[str, float]:
     row = {"r2": r2(y, pred), "r2_sse": r2_sse(y, pred), "calibration_slope": calibration_slope(y, pred)}
     if binary:
         row["auc"] = auc(y, pred)
@@ -96,9 +94,7 @@ def clumped_variants(
     return np.sort(kept)
 
 
-def _subset_variants(
-    genotypes: PackedGenotypes | np.ndarray, variants: np.ndarray
-) -> PackedGenotypes | np.ndarray:
+def _subset_variants(genotypes: PackedGenotypes | np.ndarray, variants: np.ndarray) -> PackedGenotypes | np.ndarray:
     if isinstance(genotypes, PackedGenotypes):
         from deepprs.models.screening import dense_columns
 
@@ -197,9 +193,7 @@ def run_benchmark(
         if suffix:
             if fold not in clumped_cache:
                 clumped_cache[fold] = clumped_variants(x_train, y[train], cov_train, variant_table)
-                _log(
-                    f"fold {fold}: {len(clumped_cache[fold])} LD-clumped variants for the joint-tagging check"
-                )
+                _log(f"fold {fold}: {len(clumped_cache[fold])} LD-clumped variants for the joint-tagging check")
             x_train = _subset_variants(x_train, clumped_cache[fold])
             x_test = _subset_variants(x_test, clumped_cache[fold])
         model = build_model(name, params_for(name, config), seed=seed, device=device, linear_twin=twin)
@@ -377,9 +371,7 @@ def write_benchmark(result: BenchmarkResult, out_dir: str | Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(summary) + 2), 4))
     colours = ["#4477aa" if lin else "#cc6677" for lin in summary["is_linear"]]
     heights = summary["pooled_r2"].to_numpy()
-    errors = np.vstack(
-        [heights - summary["r2_ci_lower"].to_numpy(), summary["r2_ci_upper"].to_numpy() - heights]
-    )
+    errors = np.vstack([heights - summary["r2_ci_lower"].to_numpy(), summary["r2_ci_upper"].to_numpy() - heights])
     ax.bar(np.arange(len(summary)), heights, yerr=np.clip(errors, 0, None), color=colours, capsize=4)
     ax.set_xticks(np.arange(len(summary)))
     ax.set_xticklabels(summary["model"], rotation=45, ha="right")

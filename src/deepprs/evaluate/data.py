@@ -79,9 +79,7 @@ def load_prs_data(
     y = phenotypes[pheno_name].to_numpy(dtype=np.float64)
     keep_rows = np.isfinite(y)
     if keep_rows.sum() < 10:
-        raise InputError(
-            f"--pheno-name {pheno_name}: only {int(keep_rows.sum())} samples have a value; need >= 10"
-        )
+        raise InputError(f"--pheno-name {pheno_name}: only {int(keep_rows.sum())} samples have a value; need >= 10")
     covariates = None
     covariate_names: list[str] = []
     if cohort.covariates is not None and cohort.covariates.shape[1]:
@@ -164,8 +162,7 @@ def build_model(
     unknown = sorted(set(params) - accepted)
     if unknown:
         raise InputError(
-            f"--config: model {name!r} has no parameter(s) {', '.join(unknown)}; "
-            f"valid: {', '.join(sorted(accepted))}"
+            f"--config: model {name!r} has no parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(accepted))}"
         )
     extras = {
         "random_state": seed,

@@ -103,9 +103,7 @@ def calibration_slope(y: np.ndarray, pred: np.ndarray) -> float:
         for _ in range(100):
             prob = 1.0 / (1.0 + np.exp(-np.clip(design @ coef, -30, 30)))
             weight = prob * (1 - prob)
-            step = np.linalg.solve(
-                design.T @ (design * weight[:, None]) + 1e-10 * np.eye(2), design.T @ (y - prob)
-            )
+            step = np.linalg.solve(design.T @ (design * weight[:, None]) + 1e-10 * np.eye(2), design.T @ (y - prob))
             coef += step
             if np.abs(step).max() < 1e-12:
                 break

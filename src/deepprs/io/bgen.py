@@ -18,7 +18,6 @@ BGEN (FID = IID).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +26,7 @@ import pandas as pd
 from deepprs.errors import InputError
 from deepprs.io.genotypes import (
     VARIANT_COLUMNS,
-    GenotypeBlock,
     GenotypeSource,
-    IndexLike,
-    as_index,
     check_unique_ids,
     finish_missing,
 )
@@ -154,24 +150,6 @@ class BgenReader(GenotypeSource):
         if missing == "raw":
             return finish_missing(self._read_i8(sample_index, variant_index), dtype, missing)
         return finish_float_dosage(self.read_dosage(sample_index, variant_index), dtype, missing)
-
-    def read(self, samples: IndexLike = None, variants: IndexLike = None, *,
-             dtype: np.dtype | type = np.float32, missing: str = "nan") -> np.ndarray:
-        """Read expected dosages (float) or hard calls (``missing="raw"``), samples × variants."""
-        return self._finish(as_index(samples, self.n_samples, "sample"),
-                            as_index(variants, self.n_variants, "variant"), dtype, missing)
-
-    def iter_blocks(self, block_size: int = 1000, *, samples: IndexLike = None, variants: IndexLike = None,
-                    dtype: np.dtype | type = np.float32, missing: str = "nan") -> Iterator[GenotypeBlock]:
-        """Stream variant blocks of expected dosages (see :meth:`read`)."""
-        if block_size < 1:
-            raise InputError("block_size must be >= 1")
-        sample_index = as_index(samples, self.n_samples, "sample")
-        variant_index = as_index(variants, self.n_variants, "variant")
-        for start in range(0, len(variant_index), block_size):
-            block_index = variant_index[start:start + block_size]
-            yield GenotypeBlock(variant_index=block_index,
-                                dosage=self._finish(sample_index, block_index, dtype, missing))
 
     def close(self) -> None:
         bgen = getattr(self, "_bgen", None)

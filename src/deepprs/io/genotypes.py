@@ -138,6 +138,11 @@ class GenotypeSource(abc.ABC):
         """
         sample_index = as_index(samples, self.n_samples, "sample")
         variant_index = as_index(variants, self.n_variants, "variant")
+        return self._finish(sample_index, variant_index, dtype, missing)
+
+    def _finish(self, sample_index: np.ndarray, variant_index: np.ndarray, dtype: np.dtype | type,
+                missing: str) -> np.ndarray:
+        """Read and convert to the requested representation; readers with dosages override this."""
         return finish_missing(self._read_i8(sample_index, variant_index), dtype, missing)
 
     def iter_blocks(self, block_size: int = 1000, *, samples: IndexLike = None, variants: IndexLike = None,
@@ -149,8 +154,8 @@ class GenotypeSource(abc.ABC):
         variant_index = as_index(variants, self.n_variants, "variant")
         for start in range(0, len(variant_index), block_size):
             block_index = variant_index[start:start + block_size]
-            dosage = finish_missing(self._read_i8(sample_index, block_index), dtype, missing)
-            yield GenotypeBlock(variant_index=block_index, dosage=dosage)
+            yield GenotypeBlock(variant_index=block_index,
+                                dosage=self._finish(sample_index, block_index, dtype, missing))
 
     def close(self) -> None:  # noqa: B027  # pragma: no cover - optional hook, overridden where needed
         pass

@@ -15,7 +15,6 @@ header-less ``.psam`` is read as a ``.fam``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +24,7 @@ from deepprs.errors import InputError
 from deepprs.io.bed import read_fam
 from deepprs.io.genotypes import (
     VARIANT_COLUMNS,
-    GenotypeBlock,
     GenotypeSource,
-    IndexLike,
-    as_index,
     check_unique_ids,
     finish_missing,
 )
@@ -325,24 +321,6 @@ class PgenReader(GenotypeSource):
         if missing == "raw" or not self.may_have_dosages:
             return finish_missing(self._read_i8(sample_index, variant_index), dtype, missing)
         return finish_float_dosage(self._read_float(sample_index, variant_index, dtype), dtype, missing)
-
-    def read(self, samples: IndexLike = None, variants: IndexLike = None, *,
-             dtype: np.dtype | type = np.float32, missing: str = "nan") -> np.ndarray:
-        """Read ALT dosages, samples × variants (see :meth:`GenotypeSource.read`)."""
-        return self._finish(as_index(samples, self.n_samples, "sample"),
-                            as_index(variants, self.n_variants, "variant"), dtype, missing)
-
-    def iter_blocks(self, block_size: int = 1000, *, samples: IndexLike = None, variants: IndexLike = None,
-                    dtype: np.dtype | type = np.float32, missing: str = "nan") -> Iterator[GenotypeBlock]:
-        """Stream variant blocks of ALT dosages (see :meth:`GenotypeSource.iter_blocks`)."""
-        if block_size < 1:
-            raise InputError("block_size must be >= 1")
-        sample_index = as_index(samples, self.n_samples, "sample")
-        variant_index = as_index(variants, self.n_variants, "variant")
-        for start in range(0, len(variant_index), block_size):
-            block_index = variant_index[start:start + block_size]
-            yield GenotypeBlock(variant_index=block_index,
-                                dosage=self._finish(sample_index, block_index, dtype, missing))
 
     def close(self) -> None:
         reader = getattr(self, "_reader", None)

@@ -141,9 +141,7 @@ def read_bundle_record(directory: str | Path) -> dict[str, Any]:
     """The parsed ``model.json`` of a bundle (with a clear error when absent)."""
     path = Path(directory) / "model.json"
     if not path.exists():
-        raise InputError(
-            f"--model {directory}: no model.json there; give a directory written by 'deepprs fit'"
-        )
+        raise InputError(f"--model {directory}: no model.json there; give a directory written by 'deepprs fit'")
     return json.loads(path.read_text())
 
 
@@ -232,9 +230,7 @@ def match_variants(
         if duplicated[row]:
             report["duplicate_target_id"] += 1
             continue
-        if _is_ambiguous(a1[i], other[i]) and not (
-            keep_ambiguous and t_a1[row] == a1[i] and t_ref[row] == other[i]
-        ):
+        if _is_ambiguous(a1[i], other[i]) and not (keep_ambiguous and t_a1[row] == a1[i] and t_ref[row] == other[i]):
             report["ambiguous_dropped"] += 1
             continue
         if t_a1[row] == a1[i] and t_ref[row] == other[i]:
@@ -325,9 +321,7 @@ def predict_from_bundle(
     """
     model, table = load_model(directory)
     source = genotypes if isinstance(genotypes, GenotypeSource) else open_genotypes(genotypes)
-    target_index, flip_mask, report = match_variants(
-        table, source.variant_table, keep_ambiguous=keep_ambiguous
-    )
+    target_index, flip_mask, report = match_variants(table, source.variant_table, keep_ambiguous=keep_ambiguous)
     run = current_run()
     if run is not None:
         run.info(format_match_report(report))

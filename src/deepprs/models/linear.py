@@ -59,9 +59,7 @@ def _log(message: str) -> None:
         run.info(message)
 
 
-def _check_y(
-    X: GenotypeInput, y: np.ndarray, covariates: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray | None]:
+def _check_y(X: GenotypeInput, y: np.ndarray, covariates: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
     y = np.asarray(y, dtype=np.float64).ravel()
     n = n_samples_of(X)
     if y.shape[0] != n:
@@ -193,9 +191,7 @@ class LinearPRS(PRSModel):
         clump_r2 = getattr(self, "screen_clump_r2", None)
         if top_k is None and p_threshold is None and clump_r2 is None:
             return np.arange(n_variants_of(X))
-        selected = screen_variants(
-            X, y, covariates=covariates, top_k=top_k, p_threshold=p_threshold, clump_r2=clump_r2
-        )
+        selected = screen_variants(X, y, covariates=covariates, top_k=top_k, p_threshold=p_threshold, clump_r2=clump_r2)
         _log(f"{self.name}: {len(selected)} of {n_variants_of(X)} variants kept by pre-screening")
         return selected
 
@@ -246,9 +242,7 @@ class LinearPRS(PRSModel):
         """``(dosage - center_) @ coef_`` (no intercept, no covariates), shape (n_samples,)."""
         self.check_is_fitted()
         if n_variants_of(X) != len(self.coef_):
-            raise InputError(
-                f"{self.name}: genotypes have {n_variants_of(X)} variants, the model {len(self.coef_)}"
-            )
+            raise InputError(f"{self.name}: genotypes have {n_variants_of(X)} variants, the model {len(self.coef_)}")
         return self._raw_score(X, self.coef_, self.center_)
 
     def predict(self, X: GenotypeInput, *, covariates: np.ndarray | None = None) -> np.ndarray:
@@ -256,14 +250,10 @@ class LinearPRS(PRSModel):
         score = self.genetic_score(X) + self.intercept_
         if self.n_covariates_:
             if covariates is None:
-                raise InputError(
-                    f"{self.name}: model was fitted with {self.n_covariates_} covariates; pass them"
-                )
+                raise InputError(f"{self.name}: model was fitted with {self.n_covariates_} covariates; pass them")
             covariates = np.asarray(covariates, dtype=np.float64).reshape(len(score), -1)
             if covariates.shape[1] != self.n_covariates_:
-                raise InputError(
-                    f"{self.name}: expected {self.n_covariates_} covariates, got {covariates.shape[1]}"
-                )
+                raise InputError(f"{self.name}: expected {self.n_covariates_} covariates, got {covariates.shape[1]}")
             score = score + covariates @ self.covariate_coef_
         return score
 
@@ -422,9 +412,7 @@ class RidgePRS(LinearPRS):
     def _fit_standardised(self, columns, y_res, *, X, y, covariates):
         m = columns.n_columns
         lambdas = (
-            np.asarray(self.lambdas, dtype=np.float64)
-            if self.lambdas is not None
-            else ridge_h2_grid(m, self.h2_grid)
+            np.asarray(self.lambdas, dtype=np.float64) if self.lambdas is not None else ridge_h2_grid(m, self.h2_grid)
         )
         z = columns.columns(np.arange(m)) if columns.dense is None else columns.dense
         estimate_memory("ridge decomposition", 8.0 * min(z.shape) ** 2)
@@ -684,9 +672,7 @@ class ElasticNetPRS(LinearPRS):
         if len(lambdas) > 1:
             if int(self.cv) > 1:
                 folds = inner_folds(n, int(self.cv), self.random_state)
-                splits = [
-                    (np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in range(int(self.cv))
-                ]
+                splits = [(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in range(int(self.cv))]
             else:
                 rng = np.random.default_rng(self.random_state)
                 order = rng.permutation(n)
@@ -814,9 +800,7 @@ class ClumpThresholdPRS(LinearPRS):
     def _inner_fit(self, X, y, covariates, train: np.ndarray, r2: float):
         """Marginal per-allele betas, p-values, clumped variants and centres from ``train`` rows."""
         cov_train = None if covariates is None else covariates[train]
-        beta, pvalue = marginal_association(
-            X, y[train], covariates=cov_train, sample_index=train, standardize=False
-        )
+        beta, pvalue = marginal_association(X, y[train], covariates=cov_train, sample_index=train, standardize=False)
         kept = clump(X, pvalue, r2=r2, window=self.clump_window, sample_index=train)
         center, _ = training_stats(X, train)
         return beta, pvalue, kept, center

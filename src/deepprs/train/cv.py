@@ -61,9 +61,7 @@ def make_folds(
         return labels.astype(np.int64)
     if isinstance(group_by, str):
         if group_by.upper() != "FID" or not isinstance(sample_ids, pd.MultiIndex):
-            raise InputError(
-                f"--group-by {group_by!r}: only FID is supported as a name (or pass group labels)"
-            )
+            raise InputError(f"--group-by {group_by!r}: only FID is supported as a name (or pass group labels)")
         groups = np.asarray(sample_ids.get_level_values(0)).astype(str)
     else:
         groups = np.asarray(group_by).astype(str)
