@@ -50,6 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
     prefix = work / "dummy"
     subprocess.run(
         [
@@ -169,7 +170,8 @@ def main() -> None:
         "one quantitative trait; "
         "covariates: 10 N(0,1) columns. Both tools in the same run, "
         f"`--threads {args.threads}`; deepprs with `--no-plots` (writes the .glm.linear file and log).",
-        f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, load average after the run "
+        f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, load average (1/5/15 min) before the run "
+        f"{load_before[0]:.1f} / {load_before[1]:.1f} / {load_before[2]:.1f}, after it "
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (shared machine: timings are noisy).",
         f"Command: `python3 benchmarks/bench_gwas.py --n {args.n} --m {args.m} --missing {args.missing} "
         f"--threads {args.threads}`",

@@ -169,9 +169,9 @@ def test_linear_matches_statsmodels(tmp_path):
             fit = sm.OLS(phenotypes[name].to_numpy()[used], design).fit()
             row = tables[name].iloc[j]
             assert row["OBS_CT"] == used.sum()
-            assert row["BETA"] == pytest.approx(fit.params[-1], rel=1e-6)
-            assert row["SE"] == pytest.approx(fit.bse[-1], rel=1e-6)
-            assert row["T_STAT"] == pytest.approx(fit.tvalues[-1], rel=1e-6)
+            assert row["BETA"] == pytest.approx(fit.params[-1], rel=1e-8)
+            assert row["SE"] == pytest.approx(fit.bse[-1], rel=1e-8)
+            assert row["T_STAT"] == pytest.approx(fit.tvalues[-1], rel=1e-8)
             assert -np.log10(row["P"]) == pytest.approx(-np.log10(fit.pvalues[-1]), abs=1e-6)
             assert row["A1_FREQ"] == pytest.approx(dosage[used, j].mean() / 2, rel=1e-12)
 
@@ -584,3 +584,59 @@ def test_plots_write_png(tmp_path):
     qq_plot(table["P"].to_numpy(), tmp_path / "q.png")
     assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "q.png").stat().st_size > 1000
+
+
+# ---------------------------------------------------------------------------------------------
+# fast kernels: byte counts and the near-identity solver, against brute force
+# ---------------------------------------------------------------------------------------------
+def test_bed_byte_counts_match_decoded_dosages():
+    from deepprs.assoc.blocks import exclusion_mask, hom_a1_counts, missing_calls, packed_counts
+
+    rng = np.random.default_rng(5)
+    packed = rng.integers(0, 256, size=(30, 7), dtype=np.uint8)  # 28 columns
+    codes = (packed[:, :, None] >> np.array([0, 2, 4, 6])) & 3  # (30, 7, 4), column 4 * byte + field
+    codes = codes.reshape(30, 28)
+    dosage = np.array([2, 0, 1, 0])[codes]
+    missing = codes == 1
+    weight = (rng.random(28) > 0.3).astype(float)
+    weight[-3:] = 0  # padding columns
+    used = weight > 0
+    or_mask = exclusion_mask(weight)
+    dosage_sum, dosage_sq_sum, n_missing = packed_counts(packed, or_mask)
+    np.testing.assert_array_equal(dosage_sum, (dosage * used).sum(1))
+    np.testing.assert_array_equal(dosage_sq_sum, (dosage**2 * used).sum(1))
+    np.testing.assert_array_equal(n_missing, (missing & used).sum(1))
+    np.testing.assert_array_equal(hom_a1_counts(packed, or_mask), ((dosage == 2) & used).sum(1))
+    missing_variant, missing_sample = missing_calls(packed)
+    expected_variant, expected_sample = np.nonzero(missing)  # row-major: grouped by variant
+    np.testing.assert_array_equal(missing_variant, expected_variant)
+    np.testing.assert_array_equal(missing_sample, expected_sample)
+    # all samples used: the mask is all zero and is skipped
+    full = exclusion_mask(np.ones(28))
+    assert not full.any()
+    np.testing.assert_array_equal(hom_a1_counts(packed, full), (dosage == 2).sum(1))
+
+
+def test_solve_near_identity_matches_lu_for_easy_and_hard_matrices():
+    import torch
+
+    from deepprs.assoc.linear import solve_near_identity
+
+    rng = np.random.default_rng(6)
+    k, b = 6, 40
+    basis = np.linalg.qr(rng.normal(size=(500, k)))[0]
+    grams = []
+    for i in range(b):
+        # the first half lose 2% of the rows (Neumann path), the rest 60% (LU path)
+        n_missing = 10 if i < b // 2 else 300
+        rows = rng.choice(500, n_missing, replace=False)
+        grams.append(np.eye(k) - basis[rows].T @ basis[rows])
+    gram = torch.from_numpy(np.array(grams))
+    rhs = torch.from_numpy(rng.normal(size=(b, k, 3)))
+    solution, info = solve_near_identity(gram, rhs)
+    expected = np.linalg.solve(np.array(grams), rhs.numpy())
+    np.testing.assert_allclose(solution.numpy(), expected, rtol=1e-12, atol=1e-13)
+    assert (info.numpy() == 0).all()
+    singular = torch.zeros(1, k, k, dtype=torch.float64)  # S = I: norm >= 0.1 -> LU reports it
+    _, info = solve_near_identity(singular, torch.ones(1, k, 1, dtype=torch.float64))
+    assert info.item() != 0

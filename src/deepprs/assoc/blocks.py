@@ -25,9 +25,19 @@ BYTE_TO_ZERO_FILLED = torch.from_numpy(
 )
 # byte -> which of its 4 two-bit fields hold the missing code 01
 _BYTE_MISSING = ((np.arange(256)[:, None] >> np.array([0, 2, 4, 6])) & 3) == 1
-_BYTE_HAS_MISSING = _BYTE_MISSING.any(axis=1)
 # the 4 int8 dosages of a byte packed into one int32, so one gather decodes 4 samples
 _BYTE_TO_INT32 = np.ascontiguousarray(BYTE_TO_ZERO_FILLED.numpy()).view(np.int32).ravel()
+# byte -> (sum of dosages) + (sum of squared dosages) << 20 + (missing calls) << 40 of its 4 samples;
+# one gather and one row sum give all three per-variant counts (fields cannot overflow below 2^20
+# bytes per variant, i.e. 4 million samples)
+_FIELD_SHIFT = 20
+_FIELD_MASK = (1 << _FIELD_SHIFT) - 1
+_BYTE_DOSAGE = _CODE_TO_ZERO_FILLED[(np.arange(256)[:, None] >> np.array([0, 2, 4, 6])) & 3].astype(np.int64)
+BYTE_TO_COUNTS = (
+    _BYTE_DOSAGE.sum(1)
+    + ((_BYTE_DOSAGE**2).sum(1) << _FIELD_SHIFT)
+    + (_BYTE_MISSING.sum(1).astype(np.int64) << (2 * _FIELD_SHIFT))
+)
 
 
 @dataclass(frozen=True)
@@ -43,12 +53,71 @@ class DosageBlock:
         (``n_columns >= n_samples``; padding columns hold arbitrary values and must get weight 0).
     missing_variant, missing_sample : ndarray of int64, shape (n_missing,)
         Block-local variant row and file sample column of every missing call.
+    packed : ndarray of uint8, shape (b, bytes), optional
+        The raw ``.bed`` bytes of the block (``None`` for other sources); lets callers get
+        per-variant counts with :func:`packed_counts` without touching the dosages.
     """
 
     variant_index: np.ndarray
     dosage: torch.Tensor
     missing_variant: np.ndarray
     missing_sample: np.ndarray
+    packed: np.ndarray | None = None
+
+
+def exclusion_mask(weight: np.ndarray) -> np.ndarray:
+    """Per-byte OR mask that turns the ``.bed`` code of every zero-weight column into 11
+    (homozygous A2: dosage 0, not missing), so byte lookups only count the used samples.
+
+    Parameters
+    ----------
+    weight : ndarray, shape (4 * bytes,)
+        Sample weights in dosage-column order (0 = not used, including padding columns).
+
+    Returns
+    -------
+    ndarray of uint8, shape (bytes,)
+    """
+    excluded = (np.asarray(weight) == 0).reshape(-1, 4).astype(np.uint8)
+    return (excluded * np.array([3, 12, 48, 192], dtype=np.uint8)).sum(axis=1).astype(np.uint8)
+
+
+_BYTE_HOM_A1 = (((np.arange(256)[:, None] >> np.array([0, 2, 4, 6])) & 3) == 0).sum(axis=1).astype(np.uint8)
+
+
+def hom_a1_counts(packed: np.ndarray, or_mask: np.ndarray) -> np.ndarray:
+    """Per-variant number of homozygous-A1 calls (dosage 2) among the samples that ``or_mask``
+    (from :func:`exclusion_mask`) keeps, from ``.bed`` bytes.
+
+    Parameters
+    ----------
+    packed : ndarray of uint8, shape (b, bytes)
+    or_mask : ndarray of uint8, shape (bytes,)
+
+    Returns
+    -------
+    ndarray of int64, shape (b,)
+    """
+    masked = packed | or_mask if or_mask.any() else packed
+    return _BYTE_HOM_A1[masked].sum(axis=1, dtype=np.int64)
+
+
+def packed_counts(packed: np.ndarray, or_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-variant sum of dosages, sum of squared dosages and number of missing calls over the
+    samples that ``or_mask`` (from :func:`exclusion_mask`) keeps, straight from ``.bed`` bytes.
+
+    Parameters
+    ----------
+    packed : ndarray of uint8, shape (b, bytes)
+    or_mask : ndarray of uint8, shape (bytes,)
+
+    Returns
+    -------
+    dosage_sum, dosage_sq_sum, n_missing : ndarray of int64, shape (b,)
+    """
+    masked = packed | or_mask if or_mask.any() else packed
+    total = BYTE_TO_COUNTS[masked].sum(axis=1)
+    return total & _FIELD_MASK, (total >> _FIELD_SHIFT) & _FIELD_MASK, total >> (2 * _FIELD_SHIFT)
 
 
 def n_columns(source: GenotypeSource) -> int:
@@ -58,6 +127,43 @@ def n_columns(source: GenotypeSource) -> int:
     if isinstance(source, BedReader):
         return source.bytes_per_variant * 4
     return source.n_samples
+
+
+# byte -> number of missing fields, and the position of its j-th missing field (j < count)
+_BYTE_MISSING_COUNT = _BYTE_MISSING.sum(axis=1).astype(np.int64)
+_BYTE_MISSING_FIELDS = np.zeros((256, 4), dtype=np.int64)
+for _byte in range(256):
+    _fields = np.flatnonzero(_BYTE_MISSING[_byte])
+    _BYTE_MISSING_FIELDS[_byte, : len(_fields)] = _fields
+
+
+def missing_calls(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Variant row and sample column of every missing call (code 01) in ``.bed`` bytes, grouped by
+    row and ascending within a row.
+
+    Parameters
+    ----------
+    packed : ndarray of uint8, shape (b, bytes)
+
+    Returns
+    -------
+    missing_variant, missing_sample : ndarray of int64, shape (n_missing,)
+    """
+    missing_bits = packed & ~(packed >> 1) & 0x55  # low bit set, high bit clear
+    flat = np.flatnonzero(missing_bits != 0)  # bytes holding a missing call
+    byte_values = packed.reshape(-1)[flat]
+    per_byte = _BYTE_MISSING_COUNT[byte_values]
+    if len(per_byte) and per_byte.max() > 1:
+        # a byte with several missing calls yields one entry per call
+        first = np.repeat(np.cumsum(per_byte) - per_byte, per_byte)
+        rank = np.arange(len(first)) - first
+        flat = np.repeat(flat, per_byte)
+        byte_values = np.repeat(byte_values, per_byte)
+        field = _BYTE_MISSING_FIELDS[byte_values, rank]
+    else:
+        field = _BYTE_MISSING_FIELDS[byte_values, 0]
+    rows, byte_cols = np.divmod(flat, packed.shape[1])
+    return rows.astype(np.int64), byte_cols * 4 + field
 
 
 def iter_dosage_blocks(source: GenotypeSource, variant_index: np.ndarray, block_size: int) -> Iterator[DosageBlock]:
@@ -70,13 +176,10 @@ def iter_dosage_blocks(source: GenotypeSource, variant_index: np.ndarray, block_
         if is_bed:
             packed = source.packed_variant_major(block_index)  # (b, bytes)
             dosage = torch.from_numpy(_BYTE_TO_INT32[packed].view(np.int8))  # (b, 4 * bytes)
-            flat = np.flatnonzero(_BYTE_HAS_MISSING[packed])
-            rows, byte_cols = np.divmod(flat, packed.shape[1])
-            fields = _BYTE_MISSING[packed.reshape(-1)[flat]]  # (n_bytes, 4)
-            hit_row, hit_field = np.nonzero(fields)
-            missing_variant = rows[hit_row].astype(np.int64)
-            missing_sample = (byte_cols[hit_row] * 4 + hit_field).astype(np.int64)
+            # the missing code 01: low bit set, high bit clear
+            missing_variant, missing_sample = missing_calls(packed)
         else:
+            packed = None
             raw = source.read(None, block_index, dtype=np.int8, missing="raw").T  # (b, n)
             missing_variant, missing_sample = np.nonzero(raw < 0)
             dosage = torch.from_numpy(np.ascontiguousarray(np.where(raw < 0, 0, raw).astype(np.int8)))
@@ -87,6 +190,7 @@ def iter_dosage_blocks(source: GenotypeSource, variant_index: np.ndarray, block_
             dosage=dosage,
             missing_variant=missing_variant,
             missing_sample=missing_sample,
+            packed=packed,
         )
 
 
@@ -145,15 +249,21 @@ def exact_products(dosage: torch.Tensor, matrix: DigitMatrix) -> torch.Tensor:
     Tensor of float64, shape (b, c)
     """
     digits = matrix.digits.to(dosage.device)
-    if dosage.device.type == "cpu" and dosage.shape[0] >= 1:
+    b = dosage.shape[0]
+    if dosage.device.type == "cpu" and b >= 1:
         try:
             partial = torch._int_mm(dosage, digits)
         except (RuntimeError, AttributeError, NotImplementedError):  # pragma: no cover - old torch, odd shapes
-            partial = dosage.double() @ digits.double()
-        partial = partial.double()
-    else:
-        partial = dosage.double() @ digits.double()
-    partial = partial.reshape(dosage.shape[0], N_DIGITS, matrix.padded_cols)
+            partial = None
+        if partial is not None:
+            # recombine the base-128 digits exactly in int64 (|sum| < 2^49), then one conversion
+            per_digit = partial.numpy().reshape(b, N_DIGITS, matrix.padded_cols)[:, :, : matrix.n_cols]
+            combined = per_digit[:, N_DIGITS - 1].astype(np.int64)
+            for t in range(N_DIGITS - 2, -1, -1):
+                combined <<= 7  # DIGIT_BASE = 2^7
+                combined += per_digit[:, t]
+            return torch.from_numpy(combined.astype(np.float64) * matrix.scale.numpy())
+    partial = (dosage.double() @ digits.double()).reshape(b, N_DIGITS, matrix.padded_cols)
     weights = torch.tensor([float(DIGIT_BASE**t) for t in range(N_DIGITS)], dtype=torch.float64, device=partial.device)
     combined = torch.einsum("btc,t->bc", partial, weights)[:, : matrix.n_cols]
     return combined * matrix.scale.to(partial.device)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import scipy.linalg
 
 from deepprs.errors import InputError
 from deepprs.utils.runlog import current_run
@@ -31,6 +30,8 @@ def independent_covariates(covariates: np.ndarray, names: list[str], *, context:
     are linear combinations of the intercept and earlier kept columns (pivoted QR, relative
     tolerance 1e-8). A warning names every dropped column.
     """
+    import scipy.linalg
+
     n, c = covariates.shape
     if c == 0:
         return []

@@ -16,16 +16,23 @@ no correction. Then
 exactly the OLS fit on the observed rows. Products of the int8 dosages with real matrices are
 computed exactly (int8 digit splitting, see :mod:`deepprs.assoc.blocks`), so results agree with
 plink2's double-precision fits.
+
+Speed notes (N = 10,000, 100,000 variants, see benchmarks/RESULTS_gwas.md): for ``.bed`` input
+gᵀg comes from a per-byte count of homozygous-A1 calls and the missing calls from bit tricks on
+the packed bytes; the batched k × k solves use a Neumann iteration (A is within a few percent of
+I) with LU only for variants with many missing calls; the small per-block algebra runs on one
+thread (OpenMP barriers on tiny tensors cost milliseconds per op on a busy machine) while the
+next block is decoded in a background thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import scipy.sparse
 import torch
 from scipy import special
 
@@ -33,6 +40,8 @@ from deepprs.assoc.blocks import (
     DigitMatrix,
     DosageBlock,
     exact_products,
+    exclusion_mask,
+    hom_a1_counts,
     iter_dosage_blocks,
     n_columns,
     to_digits,
@@ -69,8 +78,10 @@ class _LinearContext:
     design: Design
     products: DigitMatrix  # [w, Q, r]
     weight_digits: DigitMatrix  # [w] for sum of squared dosages
-    corrections: np.ndarray  # (n_columns, D): [w, triu(q q'), q (x) r, r^2]
+    corrections: np.ndarray  # (n_columns, D): [w, q (x) r, r^2], float64
+    outer_corrections: np.ndarray  # (n_columns, k(k+1)/2): triu(q q')
     residual_ss: np.ndarray  # (P,)
+    or_mask: np.ndarray | None  # (bytes,) .bed exclusion mask of the unused columns
 
 
 def _context(design: Design) -> _LinearContext:
@@ -79,26 +90,38 @@ def _context(design: Design) -> _LinearContext:
     iu = np.triu_indices(k)
     outer = (basis[:, :, None] * basis[:, None, :])[:, iu[0], iu[1]]
     cross = (basis[:, :, None] * residual[:, None, :]).reshape(len(weight), -1)
-    corrections = np.column_stack([weight, outer, cross, residual**2])
+    corrections = np.column_stack([weight, cross, residual**2])
     return _LinearContext(
         design=design,
         products=to_digits(np.column_stack([weight, basis, residual])),
         weight_digits=to_digits(weight[:, None]),
         corrections=corrections,
+        # kept in float64: float32 would save ~10% of the run but moves BETA by ~1e-8 relative
+        outer_corrections=np.ascontiguousarray(outer, dtype=np.float64),
         residual_ss=(residual**2).sum(axis=0),
+        or_mask=exclusion_mask(weight) if len(weight) % 4 == 0 else None,
     )
 
 
 def missing_sums(block: DosageBlock, per_sample: np.ndarray) -> np.ndarray:
     """Sum the rows of ``per_sample`` (n_columns × D) over each variant's missing calls -> (b, D)."""
+    import scipy.sparse
+
     b = len(block.variant_index)
     if len(block.missing_variant) == 0:
         return np.zeros((b, per_sample.shape[1]))
+    # missing calls come grouped by variant row, so the CSR row pointer is a cumulative count
+    row_start = np.zeros(b + 1, dtype=np.int64)
+    np.cumsum(np.bincount(block.missing_variant, minlength=b), out=row_start[1:])
+    if not np.all(np.diff(block.missing_variant) >= 0):  # pragma: no cover - all readers yield sorted rows
+        order = np.argsort(block.missing_variant, kind="stable")
+        samples = block.missing_sample[order]
+    else:
+        samples = block.missing_sample
     indicator = scipy.sparse.csr_matrix(
-        (np.ones(len(block.missing_variant)), (block.missing_variant, block.missing_sample)),
-        shape=(b, per_sample.shape[0]),
+        (np.ones(len(samples), dtype=per_sample.dtype), samples, row_start), shape=(b, per_sample.shape[0])
     )
-    return np.asarray(indicator @ per_sample)
+    return np.asarray(indicator @ per_sample, dtype=np.float64)
 
 
 def _triangle_positions(k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,6 +129,42 @@ def _triangle_positions(k: int, device: torch.device) -> tuple[torch.Tensor, tor
     of their mirror images."""
     rows, cols = np.triu_indices(k)
     return (torch.from_numpy(rows * k + cols).to(device), torch.from_numpy(cols * k + rows).to(device))
+
+
+def solve_near_identity(
+    gram: torch.Tensor, rhs: torch.Tensor, *, n_iter: int = 14, max_norm: float = 0.1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Solve ``gram @ x = rhs`` for a batch of matrices ``gram = I - S`` with S small.
+
+    With the few missing calls of a typical variant, ``S = Q_mᵀQ_m`` has norm ≪ 1 and the
+    Neumann iteration ``x ← rhs + S x`` converges to double precision in a few batched products
+    (relative error ≤ ‖S‖ⁿ⁺¹ / (1 − ‖S‖)). Matrices with ‖S‖_F ≥ ``max_norm`` (bound
+    0.1¹⁵ / 0.9 ≈ 1e-15 at the defaults) go to LU (:func:`torch.linalg.solve_ex`).
+
+    Parameters
+    ----------
+    gram : Tensor, shape (b, k, k)
+    rhs : Tensor, shape (b, k, r)
+
+    Returns
+    -------
+    solution : Tensor, shape (b, k, r)
+    info : Tensor of int, shape (b,)
+        Non-zero where LU found a singular matrix.
+    """
+    k = gram.shape[-1]
+    small = torch.eye(k, dtype=gram.dtype, device=gram.device) - gram  # S
+    norm = torch.linalg.matrix_norm(small)  # Frobenius >= spectral norm
+    info = torch.zeros(gram.shape[0], dtype=torch.int32, device=gram.device)
+    solution = rhs.clone()
+    for _ in range(n_iter):
+        solution = torch.baddbmm(rhs, small, solution)
+    hard = torch.nonzero(~(norm < max_norm)).flatten()
+    if hard.numel():
+        exact, hard_info = torch.linalg.solve_ex(gram[hard], rhs[hard])
+        solution[hard] = exact
+        info[hard] = hard_info
+    return solution, info
 
 
 def prefetch(iterator: Iterator) -> Iterator:
@@ -127,29 +186,56 @@ def prefetch(iterator: Iterator) -> Iterator:
 
 def _linear_block(block: DosageBlock, ctx: _LinearContext, device: torch.device) -> dict[str, np.ndarray]:
     """OLS statistics for one block and one design; arrays of shape (b, P)."""
+    dosage = block.dosage.to(device)
+    products = exact_products(dosage, ctx.products)  # (b, 1 + k + P)
+    with _one_thread(device):
+        return _linear_statistics(block, ctx, dosage, products, device)
+
+
+@contextlib.contextmanager
+def _one_thread(device: torch.device) -> Iterator[None]:
+    """Run small batched algebra on one CPU thread: with more threads every tiny op waits at an
+    OpenMP barrier, which costs milliseconds per op on a loaded machine."""
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _linear_statistics(
+    block: DosageBlock, ctx: _LinearContext, dosage: torch.Tensor, products: torch.Tensor, device: torch.device
+) -> dict[str, np.ndarray]:
+    """Per-variant statistics from the complete-data products (b × (1 + k + P)) of one block."""
     design = ctx.design
     k = design.basis.shape[1]
     n_pheno = design.residual.shape[1]
-    dosage = block.dosage.to(device)
     b = dosage.shape[0]
-    products = exact_products(dosage, ctx.products)  # (b, 1 + k + P)
-    dosage_sum = products[:, 0]
     q_g = products[:, 1 : 1 + k]
     g_r = products[:, 1 + k :]
-    g_g = exact_products(dosage * dosage, ctx.weight_digits)[:, 0]
     corr = torch.from_numpy(missing_sums(block, ctx.corrections)).to(device)
+    dosage_sum = products[:, 0]
     n_missing = corr[:, 0]
+    if block.packed is not None and ctx.or_mask is not None:
+        # sum of squared dosages = sum of dosages + 2 x (homozygous A1 calls), counted from the bytes
+        hom_a1 = torch.from_numpy(hom_a1_counts(block.packed, ctx.or_mask).astype(np.float64)).to(device)
+        g_g = dosage_sum + 2.0 * hom_a1
+    else:
+        g_g = exact_products(dosage * dosage, ctx.weight_digits)[:, 0]
+    outer = torch.from_numpy(missing_sums(block, ctx.outer_corrections)).to(device)
     upper, lower = _triangle_positions(k, device)
-    n_upper = upper.numel()
     gram = torch.empty(b, k * k, dtype=torch.float64, device=device)
-    gram[:, upper] = -corr[:, 1 : 1 + n_upper]
-    gram[:, lower] = -corr[:, 1 : 1 + n_upper]
+    gram[:, upper] = -outer
+    gram[:, lower] = -outer
     gram = gram.view(b, k, k) + torch.eye(k, dtype=torch.float64, device=device)  # I - Q_m'Q_m
-    offset = 1 + n_upper
-    q_r = -corr[:, offset : offset + k * n_pheno].reshape(b, k, n_pheno)
-    r_r = torch.from_numpy(ctx.residual_ss).to(device) - corr[:, offset + k * n_pheno :]
+    q_r = -corr[:, 1 : 1 + k * n_pheno].reshape(b, k, n_pheno)
+    r_r = torch.from_numpy(ctx.residual_ss).to(device) - corr[:, 1 + k * n_pheno :]
     rhs = torch.cat([q_g.unsqueeze(-1), q_r], dim=2)  # (b, k, 1 + P)
-    solved, info = torch.linalg.solve_ex(gram, rhs)
+    solved, info = solve_near_identity(gram, rhs)
     g_mg = g_g - (q_g * solved[:, :, 0]).sum(1)
     g_mr = g_r - torch.einsum("bk,bkp->bp", q_g, solved[:, :, 1:])
     r_mr = r_r - (q_r * solved[:, :, 1:]).sum(1)

@@ -1,7 +1,9 @@
 """Regenerate the simulated cohort behind the BOLT-REML fixture (see README.md).
 
 Usage: ``python3 make_fixture.py PREFIX`` writes ``PREFIX.bed/.bim/.fam`` and ``PREFIX.pheno``
-(tab-separated ``FID IID SIM1 SIM2 SIM3``) and prints the SHA-256 of the ``.bed``.
+(tab-separated ``FID IID SIM1 SIM2 SIM3``) and prints the SHA-256 of the ``.bed``; it also writes
+``PREFIX_copy{1..4}.bed/.bim/.fam``, the same cohort with samples and variants shuffled (BOLT-REML has no
+seed option: each shuffled copy is an independent Monte-Carlo run, exact REML is unchanged).
 The test suite calls :func:`simulate_cohort` with the same constants, so only BOLT's and
 GEMMA's outputs are stored.
 """
@@ -50,3 +52,12 @@ if __name__ == "__main__":
     write_bed(prefix, dosage, sample_table, variant_table)
     pheno.to_csv(f"{prefix}.pheno", sep="\t", index=False, float_format="%.10g")
     print(bed_sha256(f"{prefix}.bed"))
+    for copy in range(1, 5):
+        rng = np.random.default_rng(100 + copy)
+        samples, variants = rng.permutation(len(sample_table)), rng.permutation(len(variant_table))
+        write_bed(
+            f"{prefix}_copy{copy}",
+            dosage[samples][:, variants],
+            sample_table.iloc[samples].reset_index(drop=True),
+            variant_table.iloc[variants].reset_index(drop=True),
+        )
