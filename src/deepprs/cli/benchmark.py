@@ -9,6 +9,7 @@ import typer
 
 from deepprs.cli.common import (
     Bfile,
+    Bgen,
     Covar,
     CovarName,
     Device,
@@ -114,6 +115,7 @@ def register(app: typer.Typer) -> None:
         pheno_name: PhenoName = None,
         bfile: Bfile = None,
         pfile: Pfile = None,
+        bgen: Bgen = None,
         covar: Covar = None,
         covar_name: CovarName = None,
         keep: Keep = None,
@@ -139,7 +141,7 @@ def register(app: typer.Typer) -> None:
         from deepprs.errors import InputError
         from deepprs.io.cohort import genotype_path
 
-        path, file_format = genotype_path(bfile, pfile)
+        path, file_format = genotype_path(bfile, pfile, bgen)
         if pheno is None:
             raise InputError("--pheno is required")
         if folds is not None and folds_file is not None:

@@ -8,6 +8,7 @@ import typer
 
 from deepprs.cli.common import (
     Bfile,
+    Bgen,
     Covar,
     CovarName,
     Device,
@@ -45,6 +46,7 @@ def register(app: typer.Typer) -> None:
         out: Out,
         bfile: Bfile = None,
         pfile: Pfile = None,
+        bgen: Bgen = None,
         pheno: Pheno = None,
         pheno_name: PhenoName = None,
         covar: Covar = None,
@@ -67,7 +69,7 @@ def register(app: typer.Typer) -> None:
         from deepprs.io.cohort import genotype_path
         from deepprs.lmm.commands import run_cvblup
 
-        path, file_format = genotype_path(bfile, pfile)
+        path, file_format = genotype_path(bfile, pfile, bgen)
         names = split_names(pheno_name)
         if names and len(names) > 1:
             raise InputError(

@@ -8,6 +8,7 @@ import typer
 
 from deepprs.cli.common import (
     Bfile,
+    Bgen,
     Covar,
     CovarName,
     Device,
@@ -32,6 +33,7 @@ def register(app: typer.Typer) -> None:
         out: Out,
         bfile: Bfile = None,
         pfile: Pfile = None,
+        bgen: Bgen = None,
         pheno: Pheno = None,
         pheno_name: PhenoName = None,
         covar: Covar = None,
@@ -70,6 +72,7 @@ def register(app: typer.Typer) -> None:
         parameters = dict(
             bfile=bfile,
             pfile=pfile,
+            bgen=bgen,
             pheno=pheno,
             pheno_name=pheno_name,
             covar=covar,
@@ -85,7 +88,7 @@ def register(app: typer.Typer) -> None:
         )
 
         def body(log) -> None:
-            path, file_format = genotype_path(bfile, pfile)
+            path, file_format = genotype_path(bfile, pfile, bgen)
             if not pheno:
                 raise InputError("--pheno FILE is required (a table with FID IID and one column per trait)")
             if block_size < 1:

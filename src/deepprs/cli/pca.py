@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from deepprs.cli.common import Bfile, Device, Keep, Out, Pfile, Quiet, Remove, Seed, Threads, run_logged
+from deepprs.cli.common import Bfile, Bgen, Device, Keep, Out, Pfile, Quiet, Remove, Seed, Threads, run_logged
 
 
 def register(app: typer.Typer) -> None:
@@ -17,6 +17,7 @@ def register(app: typer.Typer) -> None:
         out: Out,
         bfile: Bfile = None,
         pfile: Pfile = None,
+        bgen: Bgen = None,
         n_components: Annotated[int, typer.Option("--pca", help="number of principal components")] = 10,
         extract: Annotated[str | None, typer.Option("--extract", help="use only these variant IDs "
                                                                       "(e.g. OUT.prune.in)")] = None,
@@ -30,7 +31,8 @@ def register(app: typer.Typer) -> None:
         quiet: Quiet = False,
     ) -> None:
         """Write OUT.eigenvec (#FID IID PC1..PCk) and OUT.eigenval like plink2."""
-        parameters = {"bfile": bfile, "pfile": pfile, "pca": n_components, "extract": extract, "keep": keep,
+        parameters = {"bfile": bfile, "pfile": pfile, "bgen": bgen, "pca": n_components, "extract": extract,
+                      "keep": keep,
                       "remove": remove, "method": method, "device": device, "seed": seed}
 
         def body(log) -> None:
@@ -39,7 +41,7 @@ def register(app: typer.Typer) -> None:
             from deepprs.qc import genotype_pca, write_pca
             from deepprs.qc.filters import select_samples, select_variants
 
-            path, file_format = genotype_path(bfile, pfile)
+            path, file_format = genotype_path(bfile, pfile, bgen)
             with open_genotypes(path, file_format=file_format) as source:
                 sample_index = select_samples(source, keep=keep, remove=remove)
                 variant_index = select_variants(source, extract)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from deepprs.cli.common import (
     Bfile,
+    Bgen,
     Covar,
     CovarName,
     Device,
@@ -30,6 +31,7 @@ def register(app) -> None:
         out: Out,
         bfile: Bfile = None,
         pfile: Pfile = None,
+        bgen: Bgen = None,
         pheno: Pheno = None,
         pheno_name: PhenoName = None,
         covar: Covar = None,
@@ -53,7 +55,7 @@ def register(app) -> None:
         from deepprs.io.cohort import genotype_path
         from deepprs.lmm.commands import run_pleiotropy
 
-        path, file_format = genotype_path(bfile, pfile)
+        path, file_format = genotype_path(bfile, pfile, bgen)
 
         def body(log) -> None:
             run_pleiotropy(

@@ -8,6 +8,7 @@ import typer
 
 from deepprs.cli.common import (
     Bfile,
+    Bgen,
     Covar,
     CovarName,
     Keep,
@@ -64,6 +65,7 @@ def register(app: typer.Typer) -> None:
         out: Out,
         bfile: Bfile = None,
         pfile: Pfile = None,
+        bgen: Bgen = None,
         covar: Covar = None,
         covar_name: CovarName = None,
         keep: Keep = None,
@@ -82,7 +84,7 @@ def register(app: typer.Typer) -> None:
         strand-ambiguous, absent and mismatched variants dropped and counted in OUT.log)."""
         from deepprs.io.cohort import genotype_path
 
-        path, file_format = genotype_path(bfile, pfile)
+        path, file_format = genotype_path(bfile, pfile, bgen)
 
         def body(log) -> None:
             written = predict_to_sscore(

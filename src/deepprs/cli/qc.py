@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from deepprs.cli.common import Bfile, Out, Pfile, Quiet, Threads, run_logged
+from deepprs.cli.common import Bfile, Bgen, Out, Pfile, Quiet, Threads, run_logged
 
 
 def register(app: typer.Typer) -> None:
@@ -17,6 +17,7 @@ def register(app: typer.Typer) -> None:
         out: Out,
         bfile: Bfile = None,
         pfile: Pfile = None,
+        bgen: Bgen = None,
         maf: Annotated[float | None, typer.Option("--maf", help="remove variants with MAF < this")] = None,
         geno: Annotated[float | None, typer.Option("--geno", help="remove variants missing > this")] = None,
         mind: Annotated[float | None, typer.Option("--mind", help="remove samples missing > this")] = None,
@@ -31,7 +32,8 @@ def register(app: typer.Typer) -> None:
         quiet: Quiet = False,
     ) -> None:
         """QC report (OUT.qc.variants.tsv, OUT.qc.samples.tsv, OUT.qc.json) and optional pruning."""
-        parameters = {"bfile": bfile, "pfile": pfile, "maf": maf, "geno": geno, "mind": mind, "hwe": hwe,
+        parameters = {"bfile": bfile, "pfile": pfile, "bgen": bgen, "maf": maf, "geno": geno, "mind": mind,
+                      "hwe": hwe,
                       "hwe_midp": hwe_midp,
                       "indep_pairwise": list(indep_pairwise) if indep_pairwise else None,
                       "make_bed": make_bed}
@@ -42,7 +44,7 @@ def register(app: typer.Typer) -> None:
             from deepprs.qc import parse_indep_pairwise, run_qc, write_filtered_bed, write_qc
 
             prune = parse_indep_pairwise(list(indep_pairwise)) if indep_pairwise else None
-            path, file_format = genotype_path(bfile, pfile)
+            path, file_format = genotype_path(bfile, pfile, bgen)
             with open_genotypes(path, file_format=file_format) as source:
                 log.info(f"genotypes: {source.n_samples} samples x {source.n_variants} variants from {path}")
                 with log.step("qc"):

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from deepprs.cli.common import Bfile, Out, Pfile, Quiet, Seed, Threads, run_logged
+from deepprs.cli.common import Bfile, Bgen, Out, Pfile, Quiet, Seed, Threads, run_logged
 
 
 def register(app: typer.Typer) -> None:
@@ -17,6 +17,7 @@ def register(app: typer.Typer) -> None:
         out: Out,
         bfile: Bfile = None,
         pfile: Pfile = None,
+        bgen: Bgen = None,
         model: Annotated[str, typer.Option("--model",
                                            help="additive, yelmen, epistasis, joint-tagging or gxe")]
         = "additive",
@@ -33,7 +34,7 @@ def register(app: typer.Typer) -> None:
         quiet: Quiet = False,
     ) -> None:
         """Simulate a phenotype from genotypes; writes OUT.pheno, OUT.truth.tsv, OUT.gvalue.tsv."""
-        parameters = {"bfile": bfile, "pfile": pfile, "model": model, "n_causal": n_causal, "h2": h2,
+        parameters = {"bfile": bfile, "pfile": pfile, "bgen": bgen, "model": model, "n_causal": n_causal, "h2": h2,
                       "prevalence": prevalence, "noise_factor": noise_factor, "order": order, "seed": seed}
 
         def body(log) -> None:
@@ -41,7 +42,7 @@ def register(app: typer.Typer) -> None:
             from deepprs.io.cohort import genotype_path
             from deepprs.simulate import simulate_trait, write_simulated_trait
 
-            path, file_format = genotype_path(bfile, pfile)
+            path, file_format = genotype_path(bfile, pfile, bgen)
             with open_genotypes(path, file_format=file_format) as source:
                 log.info(f"genotypes: {source.n_samples} samples x {source.n_variants} variants from {path}")
                 with log.step("simulate trait"):
