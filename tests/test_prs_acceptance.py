@@ -121,3 +121,35 @@ def test_hybrid_not_worse_than_its_linear_path(cohort, model):
         # nothing linear to find (the correction learnt the interactions here: 0.19 vs 0.003, but not
         # for every seed, so only "not worse" is asserted)
         assert r2_linear < 0.06
+
+
+def test_hybrid_early_stopping_can_keep_its_exact_linear_path(cohort):
+    """With a step size that only makes the correction worse, early stopping returns the untrained
+    hybrid, whose prediction is exactly the linear path (before the fix, the best *trained* epoch
+    was kept and the hybrid ended below its linear path)."""
+    dosage, _, _ = cohort
+    y = simulate_trait(dosage, model="additive", n_causal=20, h2=0.5, seed=8).phenotype
+    params = {"epochs": 10, "patience": 3, "hidden": [32, 16], "linear_folds": 3, "lr": 0.3}
+    hybrid = build_model("hybrid", params, seed=0, device="cpu").fit(dosage[:1000], y[:1000])
+    assert hybrid.best_epochs_ == [-1]
+    assert all(record["val_loss"] > 0 for record in hybrid.history_) and len(hybrid.history_) == 3
+    np.testing.assert_array_equal(hybrid.predict(dosage[1000:]), hybrid.linear_model_.predict(dosage[1000:]))
+    assert hybrid.hybrid_gain_ == pytest.approx(0.0, abs=1e-12)
+
+
+def test_in_fit_screening_does_not_see_the_validation_labels():
+    """Pure-noise trait, 4,000 variants, top 40 kept: screening that used the validation split's
+    labels would pick variants correlated with them by chance and the validation R² of the fitted
+    MLP would be far above its null level (0.29 with that leak, 0.002 without; null mean 1/90)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rng = np.random.default_rng(3)
+        dosage = rng.binomial(2, 0.3, size=(300, 4000)).astype(np.float64)
+        y = rng.standard_normal(300)
+        params = {"top_k": 40, "epochs": 30, "patience": 10, "hidden": [16], "val_fraction": 0.3}
+        model = build_model("mlp", params, seed=0, device="cpu").fit(dosage, y)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(model.selected_variants_) == 40
+    assert model.val_score_ < 0.1

@@ -366,7 +366,8 @@ class NeuralPRS(PRSModel):
     linear_twin : bool
         Same architecture with all non-linearities removed, trained from scratch.
     top_k, p_threshold : optional
-        In-fold pre-screening by marginal association (``screen_variants``).
+        In-fold pre-screening by marginal association (``screen_variants``), on the
+        gradient-step samples only (not the validation split).
     epochs, batch_size, lr, weight_decay, optimizer ('adam' | 'adamw' | 'sgd'), patience
         Training; early stopping on a validation split of ``val_fraction`` of the training samples.
     n_seeds : int
@@ -391,6 +392,8 @@ class NeuralPRS(PRSModel):
     """
 
     is_linear = False
+    keep_initial_state = False
+    """Whether early stopping may return the untrained network (see ``train_network(keep_initial=...)``)."""
 
     # subclasses: build the network for n_inputs genotype columns and n_side side inputs
     def _build_network(self, n_inputs: int, n_side: int) -> nn.Module:
@@ -497,11 +500,22 @@ class NeuralPRS(PRSModel):
             self.covariate_mean_ = np.zeros(0)
             self.covariate_sd_ = np.ones(0)
 
+        train_index, val_index = self._split(y)
         if self.top_k is not None or self.p_threshold is not None:
             from deepprs.models.screening import screen_variants
 
+            # screen on the gradient-step samples only: variants chosen with the validation labels
+            # would make the early-stopping loss optimistic (selection leakage)
+            rows = train_index
+            X_screen = X.subset_samples(rows) if isinstance(X, PackedGenotypes) else np.asarray(X)[rows]
             self.selected_variants_ = np.asarray(
-                screen_variants(X, y, covariates=covariates, top_k=self.top_k, p_threshold=self.p_threshold),
+                screen_variants(
+                    X_screen,
+                    y[rows],
+                    covariates=None if covariates is None else covariates[rows],
+                    top_k=self.top_k,
+                    p_threshold=self.p_threshold,
+                ),
                 dtype=np.int64,
             )
         else:
@@ -510,7 +524,6 @@ class NeuralPRS(PRSModel):
             X if len(self.selected_variants_) == self.n_variants_in_ else subset_variants(X, self.selected_variants_)
         )
         self.center_, self.scale_ = variant_stats(X)
-        train_index, val_index = self._split(y)
 
         if self.task_ == "binary":
             n_pos = float(y[train_index].sum())
@@ -560,6 +573,7 @@ class NeuralPRS(PRSModel):
                 checkpoint_dir=checkpoint,
                 resume=self.resume,
                 val_loss_fn=self._val_loss_fn(),
+                keep_initial=self.keep_initial_state,
             )
             self.networks_.append(network)
             self.history_.extend(dict(record, member=member) for record in result.history)
@@ -941,13 +955,17 @@ class HybridPRS(NeuralPRS):
     it is then refitted on all training samples, and that fit gives the skip score at
     ``predict``.  The network outputs ``scale · skip + shift + correction`` with scale 1,
     shift 0 and the correction's last layer 0 at initialisation, so an untrained hybrid
-    (``epochs=0``) predicts exactly the linear model.
+    (``epochs=0``) predicts exactly the linear model.  Early stopping also scores this untrained
+    state (``keep_initial_state``): when no epoch lowers the validation loss below it, the fitted
+    hybrid is exactly the linear model (``best_epochs_`` holds -1).
 
     Fitted attributes (besides :class:`NeuralPRS`'s): ``linear_model_`` (the full-training
     linear model), ``linear_path_r2_`` (R², squared correlation, of the out-of-fold linear score
     on the validation split) and ``hybrid_gain_`` (the hybrid's R² minus ``linear_path_r2_`` on
     the same samples).
     """
+
+    keep_initial_state = True  # early stopping may keep the exact linear path (best_epochs_ = -1)
 
     def __init__(
         self,

@@ -382,6 +382,7 @@ def train_network(
     val_loss_fn: LossFn | None = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
     max_device_bytes: float | None = None,
+    keep_initial: bool = False,
 ) -> TrainResult:
     """Train ``module`` by mini-batch gradient descent on packed genotypes.
 
@@ -430,6 +431,11 @@ def train_network(
     callback
         Called after every optimizer step with ``{"epoch", "step", "global_step", "loss"}``;
         an exception raised there stops training (the last checkpoint stays).
+    keep_initial
+        Score the untrained module on the validation split first and keep it as the best state
+        (``best_epoch = -1``) unless an epoch beats it: a network that starts at a known-good
+        function (the hybrid starts exactly at its linear path) can then never end worse than
+        its start on the validation split.
 
     Returns
     -------
@@ -491,6 +497,14 @@ def train_network(
             run = current_run()
             if run is not None:
                 run.info(f"resumed training from {checkpoint_dir} at epoch {start_epoch}, step {start_step}")
+
+    fresh_start = start_epoch == 0 and start_step == 0 and not history and best_state is None
+    if keep_initial and len(val_index) and fresh_start and not stopped_early:
+        initial_val, _ = evaluate_loss(
+            module, val_loss_fn, batcher, side, y_t, val_index, batch_size=max(batch_size, 1024), device=device, amp=amp
+        )
+        best_val, best_epoch = initial_val, -1
+        best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
 
     def progress_record(next_epoch: int, next_step: int, gen_state: torch.Tensor) -> dict[str, Any]:
         return {
