@@ -54,3 +54,36 @@ def test_every_genotype_command_offers_bgen(command, capsys):
     help_text = capsys.readouterr().out
     for flag in ("--bfile", "--pfile", "--bgen", "--out"):
         assert flag in help_text, (command, flag)
+
+
+def test_qc_and_simulate_keep_remove_equal_a_physically_subset_fileset(tmp_path):
+    from deepprs.io import open_genotypes, write_bed
+
+    source = open_genotypes(FIXTURE)
+    keep_rows = np.arange(0, source.n_samples, 2)                     # every other sample
+    keep_file = tmp_path / "keep.txt"
+    keep_file.write_text("".join(f"{f} {i}\n" for f, i in source.sample_table.iloc[keep_rows][["fid", "iid"]].values))
+    remove_file = tmp_path / "remove.txt"
+    first = source.sample_table.iloc[keep_rows[0]]
+    remove_file.write_text(f"{first['fid']} {first['iid']}\n")
+    subset = keep_rows[1:]
+    write_bed(tmp_path / "subset", source.read(samples=subset, missing="nan"),
+              source.sample_table.iloc[subset].reset_index(drop=True), source.variant_table)
+
+    assert run(["qc", "--bfile", str(FIXTURE), "--keep", str(keep_file), "--remove", str(remove_file),
+                "--out", str(tmp_path / "viewed")]) == 0
+    assert run(["qc", "--bfile", str(tmp_path / "subset"), "--out", str(tmp_path / "direct")]) == 0
+    viewed, direct = read_qc(tmp_path / "viewed"), read_qc(tmp_path / "direct")
+    np.testing.assert_allclose(viewed["A1_FREQ"], direct["A1_FREQ"], atol=1e-12)
+    np.testing.assert_allclose(viewed["HWE_P"], direct["HWE_P"], rtol=1e-12)
+    samples = pd.read_csv(tmp_path / "viewed.qc.samples.tsv", sep="\t")
+    assert len(samples) == len(subset)
+
+    viewed_flags = ["--bfile", str(FIXTURE), "--keep", str(keep_file), "--remove", str(remove_file)]
+    for name, extra in (("sim_viewed", viewed_flags), ("sim_direct", ["--bfile", str(tmp_path / "subset")])):
+        assert run(["simulate", *extra, "--n-causal", "5", "--h2", "0.5", "--seed", "3",
+                    "--out", str(tmp_path / name)]) == 0
+    viewed_pheno = pd.read_csv(tmp_path / "sim_viewed.pheno", sep=r"\s+")
+    direct_pheno = pd.read_csv(tmp_path / "sim_direct.pheno", sep=r"\s+")
+    assert len(viewed_pheno) == len(subset)
+    np.testing.assert_allclose(viewed_pheno["PHENO"], direct_pheno["PHENO"], rtol=1e-10)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from deepprs.cli.common import Bfile, Bgen, Out, Pfile, Quiet, Threads, run_logged
+from deepprs.cli.common import Bfile, Bgen, Keep, Out, Pfile, Quiet, Remove, Threads, run_logged
 
 
 def register(app: typer.Typer) -> None:
@@ -18,6 +18,8 @@ def register(app: typer.Typer) -> None:
         bfile: Bfile = None,
         pfile: Pfile = None,
         bgen: Bgen = None,
+        keep: Keep = None,
+        remove: Remove = None,
         maf: Annotated[float | None, typer.Option("--maf", help="remove variants with MAF < this")] = None,
         geno: Annotated[float | None, typer.Option("--geno", help="remove variants missing > this")] = None,
         mind: Annotated[float | None, typer.Option("--mind", help="remove samples missing > this")] = None,
@@ -32,7 +34,8 @@ def register(app: typer.Typer) -> None:
         quiet: Quiet = False,
     ) -> None:
         """QC report (OUT.qc.variants.tsv, OUT.qc.samples.tsv, OUT.qc.json) and optional pruning."""
-        parameters = {"bfile": bfile, "pfile": pfile, "bgen": bgen, "maf": maf, "geno": geno, "mind": mind,
+        parameters = {"bfile": bfile, "pfile": pfile, "bgen": bgen, "keep": keep, "remove": remove,
+                      "maf": maf, "geno": geno, "mind": mind,
                       "hwe": hwe,
                       "hwe_midp": hwe_midp,
                       "indep_pairwise": list(indep_pairwise) if indep_pairwise else None,
@@ -42,10 +45,12 @@ def register(app: typer.Typer) -> None:
             from deepprs.io import open_genotypes
             from deepprs.io.cohort import genotype_path
             from deepprs.qc import parse_indep_pairwise, run_qc, write_filtered_bed, write_qc
+            from deepprs.qc.filters import restrict_samples
 
             prune = parse_indep_pairwise(list(indep_pairwise)) if indep_pairwise else None
             path, file_format = genotype_path(bfile, pfile, bgen)
-            with open_genotypes(path, file_format=file_format) as source:
+            with open_genotypes(path, file_format=file_format) as full_source:
+                source = restrict_samples(full_source, keep=keep, remove=remove)
                 log.info(f"genotypes: {source.n_samples} samples x {source.n_variants} variants from {path}")
                 with log.step("qc"):
                     result = run_qc(source, maf=maf, geno=geno, mind=mind, hwe=hwe, hwe_midp=hwe_midp,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from deepprs.cli.common import Bfile, Bgen, Out, Pfile, Quiet, Seed, Threads, run_logged
+from deepprs.cli.common import Bfile, Bgen, Keep, Out, Pfile, Quiet, Remove, Seed, Threads, run_logged
 
 
 def register(app: typer.Typer) -> None:
@@ -18,6 +18,8 @@ def register(app: typer.Typer) -> None:
         bfile: Bfile = None,
         pfile: Pfile = None,
         bgen: Bgen = None,
+        keep: Keep = None,
+        remove: Remove = None,
         model: Annotated[str, typer.Option("--model",
                                            help="additive, yelmen, epistasis, joint-tagging or gxe")]
         = "additive",
@@ -34,16 +36,19 @@ def register(app: typer.Typer) -> None:
         quiet: Quiet = False,
     ) -> None:
         """Simulate a phenotype from genotypes; writes OUT.pheno, OUT.truth.tsv, OUT.gvalue.tsv."""
-        parameters = {"bfile": bfile, "pfile": pfile, "bgen": bgen, "model": model, "n_causal": n_causal, "h2": h2,
+        parameters = {"bfile": bfile, "pfile": pfile, "bgen": bgen, "keep": keep, "remove": remove,
+                      "model": model, "n_causal": n_causal, "h2": h2,
                       "prevalence": prevalence, "noise_factor": noise_factor, "order": order, "seed": seed}
 
         def body(log) -> None:
             from deepprs.io import open_genotypes
             from deepprs.io.cohort import genotype_path
+            from deepprs.qc.filters import restrict_samples
             from deepprs.simulate import simulate_trait, write_simulated_trait
 
             path, file_format = genotype_path(bfile, pfile, bgen)
-            with open_genotypes(path, file_format=file_format) as source:
+            with open_genotypes(path, file_format=file_format) as full_source:
+                source = restrict_samples(full_source, keep=keep, remove=remove)
                 log.info(f"genotypes: {source.n_samples} samples x {source.n_variants} variants from {path}")
                 with log.step("simulate trait"):
                     trait = simulate_trait(source, model=model, n_causal=n_causal, h2=h2,

@@ -227,3 +227,32 @@ def open_genotypes(path: str | Path, *, file_format: str | None = None,
         return BgenReader(prefix if suffix != ".bgen" else path,
                           allow_duplicate_variant_ids=allow_duplicate_variant_ids)
     raise InputError(f"unknown genotype format {file_format!r}; use bed, pgen or bgen")
+
+
+class SampleSubset(GenotypeSource):
+    """A view of another genotype source restricted to some samples (``--keep``/``--remove``).
+
+    Parameters
+    ----------
+    source
+        The full genotype source.
+    sample_index : ndarray of int, shape (n_kept,)
+        Rows of ``source`` to expose, in this order.
+    """
+
+    def __init__(self, source: GenotypeSource, sample_index: IndexLike) -> None:
+        self.source = source
+        self.path = source.path
+        self._sample_index = as_index(sample_index, source.n_samples, "sample")
+        self.sample_table = source.sample_table.iloc[self._sample_index].reset_index(drop=True)
+        self.variant_table = source.variant_table
+
+    def _read_i8(self, sample_index: np.ndarray, variant_index: np.ndarray) -> np.ndarray:
+        return self.source._read_i8(self._sample_index[sample_index], variant_index)
+
+    def _finish(self, sample_index: np.ndarray, variant_index: np.ndarray, dtype: np.dtype | type,
+                missing: str) -> np.ndarray:
+        return self.source._finish(self._sample_index[sample_index], variant_index, dtype, missing)
+
+    def close(self) -> None:
+        self.source.close()

@@ -375,7 +375,13 @@ class NeuralPRS(PRSModel):
     device : str
         'auto' (CUDA when available), 'cpu' or 'cuda'; ``amp`` ('bf16'/'fp16'/True) autocasts on CUDA.
     checkpoint_dir, resume
-        Per-member checkpoints in ``checkpoint_dir/member<i>``; ``resume=True`` continues them.
+        Per-member checkpoints in ``checkpoint_dir/member<i>`` (refit phase:
+        ``member<i>/refit``); ``resume=True`` continues them.
+    refit : bool
+        After early stopping picks each member's best epoch count on the validation split,
+        retrain it from scratch (same seed) on *all* training samples for that many epochs, so no
+        training sample is left out of the final fit (``val_score_`` and the hybrid's
+        ``hybrid_gain_`` stay those of the early-stopping networks on the validation split).
     task : 'auto' | 'regression' | 'binary'
 
     Fitted attributes
@@ -576,14 +582,60 @@ class NeuralPRS(PRSModel):
                 keep_initial=self.keep_initial_state,
             )
             self.networks_.append(network)
-            self.history_.extend(dict(record, member=member) for record in result.history)
+            self.history_.extend(dict(record, member=member, phase="select") for record in result.history)
             self.best_epochs_.append(result.best_epoch)
         self.val_score_ = float("nan")
         if len(val_index) > 1:
             val_output = self._ensemble_output(X_used, side, val_index, None)
             self.val_score_ = _score(y[val_index], val_output, self.task_ == "binary")
+        # scored with the early-stopping networks: after the refit the validation samples are seen
         self._after_fit(X_used, y, side, val_index)
+        if getattr(self, "refit", False) and len(val_index):
+            self._refit_all(X_used, target, side, seed0, device)
         return self
+
+    def _refit_all(self, X_used: GenotypeInput, target: np.ndarray, side: np.ndarray, seed0: int, device) -> None:
+        """Retrain every member from scratch on all training samples for its best epoch count.
+
+        A member whose best state was its initial one (``best_epochs_ == -1``, the hybrid's
+        exact linear path) is kept as it is.  With ``checkpoint_dir`` this phase checkpoints to
+        ``checkpoint_dir/member<i>/refit`` and ``resume=True`` continues it too.
+        """
+        all_index = np.arange(len(target), dtype=np.int64)
+        for member, best_epoch in enumerate(self.best_epochs_):
+            if best_epoch < 0:
+                continue
+            seed = seed0 + member
+            torch.manual_seed(seed)
+            network = self._build_network(len(self.selected_variants_), side.shape[1])
+            checkpoint = (
+                None if self.checkpoint_dir is None else Path(self.checkpoint_dir) / f"member{member}" / "refit"
+            )
+            result = train_network(
+                network,
+                self._loss_fn(),
+                X_used,
+                target,
+                covariates=side,
+                train_index=all_index,
+                val_index=None,
+                center=self.center_[self.selected_variants_],
+                scale=self.scale_[self.selected_variants_],
+                epochs=int(best_epoch) + 1,
+                batch_size=int(self.batch_size),
+                optimizer=self.optimizer,
+                lr=float(self.lr),
+                weight_decay=float(self.weight_decay),
+                patience=None,
+                device=device,
+                amp=self.amp,
+                seed=seed,
+                checkpoint_dir=checkpoint,
+                resume=self.resume,
+                val_loss_fn=self._val_loss_fn(),
+            )
+            self.networks_[member] = network
+            self.history_.extend(dict(record, member=member, phase="refit") for record in result.history)
 
     def _after_fit(self, X_used: GenotypeInput, y: np.ndarray, side: np.ndarray, val_index: np.ndarray) -> None:
         pass
@@ -736,6 +788,7 @@ class MLPPRS(NeuralPRS):
         random_state: int | None = 0,
         checkpoint_dir: str | None = None,
         resume: bool = False,
+        refit: bool = True,
         task: str = "auto",
     ) -> None:
         self._set_params(locals())
@@ -782,6 +835,7 @@ class LCNPRS(NeuralPRS):
         random_state: int | None = 0,
         checkpoint_dir: str | None = None,
         resume: bool = False,
+        refit: bool = True,
         task: str = "auto",
     ) -> None:
         self._set_params(locals())
@@ -832,6 +886,7 @@ class AttentionPRS(NeuralPRS):
         random_state: int | None = 0,
         checkpoint_dir: str | None = None,
         resume: bool = False,
+        refit: bool = True,
         task: str = "auto",
     ) -> None:
         self._set_params(locals())
@@ -893,6 +948,7 @@ class VAEPRS(NeuralPRS):
         random_state: int | None = 0,
         checkpoint_dir: str | None = None,
         resume: bool = False,
+        refit: bool = True,
         task: str = "auto",
     ) -> None:
         self._set_params(locals())
@@ -992,6 +1048,7 @@ class HybridPRS(NeuralPRS):
         random_state: int | None = 0,
         checkpoint_dir: str | None = None,
         resume: bool = False,
+        refit: bool = True,
         task: str = "auto",
     ) -> None:
         self._set_params(locals())

@@ -221,6 +221,16 @@ def select_samples(genotypes: GenotypeSource, *, keep: str | Path | None = None,
     return np.flatnonzero(mask)
 
 
+def restrict_samples(genotypes: GenotypeSource, *, keep: str | Path | None = None,
+                     remove: str | Path | None = None) -> GenotypeSource:
+    """The source itself, or a :class:`~deepprs.io.genotypes.SampleSubset` view for ``--keep``/``--remove``."""
+    if keep is None and remove is None:
+        return genotypes
+    from deepprs.io.genotypes import SampleSubset
+
+    return SampleSubset(genotypes, select_samples(genotypes, keep=keep, remove=remove))
+
+
 def select_variants(genotypes: GenotypeSource, extract: str | Path | None = None) -> np.ndarray:
     """Positions of the variants listed in an ``--extract`` file (first column = variant ID)."""
     if extract is None:
