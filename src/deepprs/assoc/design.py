@@ -159,3 +159,31 @@ def build_design(
         covariates=full_covariates,
         covariate_names=[covariate_names[j] for j in keep],
     )
+
+
+def loco_column(table: pd.DataFrame, chrom: str) -> object:
+    """The column of a LOCO covariate table that belongs to chromosome ``chrom``."""
+    for column in table.columns:
+        if str(column) == chrom:
+            return column
+    raise InputError(f"no LOCO covariate column for chromosome {chrom}")
+
+
+def chromosome_designs(chrom: str | None, groups: list[list[str]], phenotypes: pd.DataFrame,
+                       base_covariates: np.ndarray | None, covariate_names: list[str],
+                       loco_covariates: pd.DataFrame | None, sample_index: np.ndarray, width: int) -> list[Design]:
+    """One design per phenotype group for the variants of chromosome ``chrom``.
+
+    With LOCO covariates (``--cvblup-covar``) the chromosome's column is appended to the covariates;
+    ``chrom=None`` means no LOCO column.
+    """
+    covariates, names = base_covariates, covariate_names
+    if chrom is not None and loco_covariates is not None:
+        extra = loco_covariates[loco_column(loco_covariates, chrom)].to_numpy(dtype=np.float64)[:, None]
+        covariates = extra if covariates is None else np.column_stack([covariates, extra])
+        names = [*names, f"LOCO_{chrom}"]
+    return [
+        build_design(group, phenotypes[group].to_numpy(dtype=np.float64), covariates, names, sample_index,
+                     width, context=f"phenotype {', '.join(group)}")
+        for group in groups
+    ]

@@ -46,7 +46,7 @@ from deepprs.assoc.blocks import (
     n_columns,
     to_digits,
 )
-from deepprs.assoc.design import Design, build_design, phenotype_groups
+from deepprs.assoc.design import Design, chromosome_designs, phenotype_groups
 from deepprs.errors import InputError
 from deepprs.io.genotypes import GenotypeSource, as_index
 from deepprs.utils.device import resolve_device
@@ -399,27 +399,9 @@ def gwas_linear(
     contexts: dict[str | None, list[_LinearContext]] = {}
     for chrom, block in track(blocks, "linear GWAS", total=n_blocks, disable=None if progress else True):
         if chrom not in contexts:
-            cov, cnames = base_cov, cov_names
-            if chrom is not None:
-                extra = loco_covariates[_column_for(loco_covariates, chrom)].to_numpy(dtype=np.float64)[:, None]
-                cov = extra if cov is None else np.column_stack([cov, extra])
-                cnames = [*cnames, f"LOCO_{chrom}"]
-            contexts = {
-                chrom: [
-                    _context(
-                        build_design(
-                            group,
-                            phenotypes[group].to_numpy(dtype=np.float64),
-                            cov,
-                            cnames,
-                            sample_index,
-                            width,
-                            context=f"phenotype {', '.join(group)}",
-                        )
-                    )
-                    for group in groups
-                ]
-            }
+            designs = chromosome_designs(chrom, groups, phenotypes, base_cov, cov_names, loco_covariates,
+                                         sample_index, width)
+            contexts = {chrom: [_context(design) for design in designs]}
         order.append(block.variant_index)
         for ctx in contexts[chrom]:
             result = _linear_block(block, ctx, device)
@@ -446,13 +428,6 @@ def gwas_linear(
         table["ERRCODE"] = merged["ERRCODE"]
         tables[name] = table.iloc[sort].reset_index(drop=True)[LINEAR_COLUMNS]
     return tables
-
-
-def _column_for(table: pd.DataFrame, chrom: str) -> object:
-    for column in table.columns:
-        if str(column) == chrom:
-            return column
-    raise InputError(f"no LOCO covariate column for chromosome {chrom}")
 
 
 def _iter_segments(

@@ -17,8 +17,8 @@ import torch
 from scipy import special
 
 from deepprs.assoc.blocks import iter_dosage_blocks, n_columns
-from deepprs.assoc.design import build_design, phenotype_groups
-from deepprs.assoc.linear import _column_for, _variant_columns, chromosome_segments, prepare_inputs
+from deepprs.assoc.design import chromosome_designs, phenotype_groups
+from deepprs.assoc.linear import _variant_columns, chromosome_segments, prepare_inputs
 from deepprs.errors import InputError
 from deepprs.io.genotypes import GenotypeSource
 from deepprs.utils.device import resolve_device
@@ -275,25 +275,8 @@ def gwas_logistic(
     designs: dict[str | None, list] = {}
     for chrom, block in progress_iter:
         if chrom not in designs:
-            cov, cnames = base_cov, cov_names
-            if chrom is not None:
-                extra = loco_covariates[_column_for(loco_covariates, chrom)].to_numpy(dtype=np.float64)[:, None]
-                cov = extra if cov is None else np.column_stack([cov, extra])
-                cnames = [*cnames, f"LOCO_{chrom}"]
-            designs = {
-                chrom: [
-                    build_design(
-                        group,
-                        phenotypes[group].to_numpy(dtype=np.float64),
-                        cov,
-                        cnames,
-                        sample_index,
-                        width,
-                        context=f"phenotype {', '.join(group)}",
-                    )
-                    for group in groups
-                ]
-            }
+            designs = {chrom: chromosome_designs(chrom, groups, phenotypes, base_cov, cov_names, loco_covariates,
+                                                 sample_index, width)}
         for design in designs[chrom]:
             for j, name in enumerate(design.pheno_names):
                 parts[name].append(_logistic_block(block, design, j, device, genotypes.variant_table))
