@@ -269,6 +269,7 @@ def test_fit_checkpoints_and_resumes(small_cohort_fixture, tmp_path):
     packed, _, y, _, _ = small_cohort_fixture
     full = tiny_model("mlp", epochs=4, patience=None, checkpoint_dir=str(tmp_path / "a")).fit(packed, y)
     assert (tmp_path / "a" / "member0" / "checkpoint.safetensors").exists()
+    assert (tmp_path / "a" / "member0" / "refit" / "checkpoint.safetensors").exists()  # the refit phase
     tiny_model("mlp", epochs=2, patience=None, checkpoint_dir=str(tmp_path / "b")).fit(packed, y)
     resumed = tiny_model("mlp", epochs=4, patience=None, checkpoint_dir=str(tmp_path / "b"), resume=True).fit(packed, y)
     assert [h["epoch"] for h in resumed.history_] == [0, 1, 2, 3]
@@ -331,3 +332,20 @@ def test_bundle_round_trip_with_screening(small_cohort_fixture, tmp_path):
     np.testing.assert_array_equal(
         loaded.predict(packed, covariates=covariates), model.predict(packed, covariates=covariates)
     )
+
+
+def test_refit_equals_a_fit_on_all_samples_for_the_best_epoch_count(small_cohort_fixture):
+    """refit=True retrains on every training sample for best_epoch + 1 epochs: it must equal a fit
+    without a validation split run for exactly that many epochs (same seed, init and shuffles)."""
+    packed, _, y, _, _ = small_cohort_fixture
+    refitted = tiny_model("mlp", epochs=6, patience=2).fit(packed, y)
+    held_out = tiny_model("mlp", epochs=6, patience=2, refit=False).fit(packed, y)
+    best = refitted.best_epochs_[0]
+    assert best == held_out.best_epochs_[0] >= 0
+    assert [h["epoch"] for h in refitted.refit_history_] == list(range(best + 1))
+    assert held_out.refit_history_ == []
+    direct = tiny_model("mlp", epochs=best + 1, patience=None, val_fraction=0).fit(packed, y)
+    np.testing.assert_allclose(refitted.predict(packed), direct.predict(packed), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(refitted.predict(packed), held_out.predict(packed))
+    # the validation score is the early-stopping network's (the refit has seen those samples)
+    assert refitted.val_score_ == pytest.approx(held_out.val_score_)

@@ -94,8 +94,9 @@ def test_linear_twin_matches_ridge_on_additive_trait(cohort):
     assert bool(twin["is_linear"]) and not bool(mlp["is_linear"])
     # ridge recovers most of h2 = 0.5 with N_train 1,000 and M = 60 (Daetwyler, M_e <= 60: >= 0.47)
     assert 0.35 < ridge["pooled_r2"] < 0.6
-    # the twin (an affine map trained by Adam with early stopping) is ridge within a small margin
-    assert abs(twin["pooled_r2"] - ridge["pooled_r2"]) < 0.05
+    # the twin (an affine map trained by Adam, early stopping then a refit on all training
+    # samples) is ridge within a small margin: observed -0.007 (-0.013 without the refit)
+    assert abs(twin["pooled_r2"] - ridge["pooled_r2"]) < 0.015
     # no epistasis to find: the network gains nothing over its twin beyond noise
     assert mlp["diff_vs_twin"] < 0.03
 

@@ -49,7 +49,7 @@ from deepprs.models.base import (
     register_model,
     variant_stats,
 )
-from deepprs.train.trainer import GenotypeBatcher, _score, subset_variants, train_network
+from deepprs.train.trainer import GenotypeBatcher, _score, load_checkpoint, subset_variants, train_network
 from deepprs.utils.device import resolve_device
 from deepprs.utils.runlog import estimate_memory
 
@@ -392,6 +392,8 @@ class NeuralPRS(PRSModel):
         Training mean / sd of every input variant (missing dosages are imputed at ``center_``);
         the network sees ``(dosage - center_) / scale_`` of ``selected_variants_``.
     history_ : list of dict, per member and epoch (``member``, ``epoch``, losses, components)
+        of the early-stopping (selection) phase
+    refit_history_ : list of dict, the same for the ``refit`` phase (no validation losses)
     best_epochs_ : list of int
     val_score_ : float, R² (squared correlation) or AUC of the ensemble on the validation split
     task_ : 'regression' or 'binary'
@@ -551,6 +553,7 @@ class NeuralPRS(PRSModel):
         )
 
         self.networks_, self.history_, self.best_epochs_ = [], [], []
+        self.refit_history_: list[dict[str, float]] = []
         seed0 = 0 if self.random_state is None else int(self.random_state)
         for member in range(int(self.n_seeds)):
             seed = seed0 + member
@@ -582,7 +585,7 @@ class NeuralPRS(PRSModel):
                 keep_initial=self.keep_initial_state,
             )
             self.networks_.append(network)
-            self.history_.extend(dict(record, member=member, phase="select") for record in result.history)
+            self.history_.extend(dict(record, member=member) for record in result.history)
             self.best_epochs_.append(result.best_epoch)
         self.val_score_ = float("nan")
         if len(val_index) > 1:
@@ -611,6 +614,11 @@ class NeuralPRS(PRSModel):
             checkpoint = (
                 None if self.checkpoint_dir is None else Path(self.checkpoint_dir) / f"member{member}" / "refit"
             )
+            resume = bool(self.resume) and checkpoint is not None
+            if resume:
+                # a refit checkpoint for another epoch count (the selection phase changed) is stale
+                loaded = load_checkpoint(checkpoint)
+                resume = loaded is not None and int(loaded[1].get("epochs", -1)) == int(best_epoch) + 1
             result = train_network(
                 network,
                 self._loss_fn(),
@@ -631,11 +639,11 @@ class NeuralPRS(PRSModel):
                 amp=self.amp,
                 seed=seed,
                 checkpoint_dir=checkpoint,
-                resume=self.resume,
+                resume=resume,
                 val_loss_fn=self._val_loss_fn(),
             )
             self.networks_[member] = network
-            self.history_.extend(dict(record, member=member, phase="refit") for record in result.history)
+            self.refit_history_.extend(dict(record, member=member) for record in result.history)
 
     def _after_fit(self, X_used: GenotypeInput, y: np.ndarray, side: np.ndarray, val_index: np.ndarray) -> None:
         pass
@@ -722,6 +730,7 @@ class NeuralPRS(PRSModel):
             "best_epochs": [int(e) for e in self.best_epochs_],
             "val_score": float(self.val_score_),
             "history": self.history_,
+            "refit_history": getattr(self, "refit_history_", []),
         }
 
     def _n_side(self) -> int:
@@ -736,6 +745,7 @@ class NeuralPRS(PRSModel):
         self.best_epochs_ = list(metadata.get("best_epochs", []))
         self.val_score_ = float(metadata.get("val_score", float("nan")))
         self.history_ = list(metadata.get("history", []))
+        self.refit_history_ = list(metadata.get("refit_history", []))
         self.center_ = state["center"].numpy().astype(np.float64)
         self.scale_ = state["scale"].numpy().astype(np.float64)
         self.selected_variants_ = state["selected_variants"].numpy().astype(np.int64)
