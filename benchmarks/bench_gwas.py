@@ -47,11 +47,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workdir", default="bench_out/gwas")
     parser.add_argument("--results", default=str(HERE / "RESULTS_gwas.md"))
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each tool per model (median reported)")
+    parser.add_argument("--reuse", action="store_true", help="keep the dummy data of an earlier run")
     args = parser.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     prefix = work / "dummy"
+    bed = Path(f"{prefix}.bed")
+    same_size = bed.exists() and bed.stat().st_size == 3 + args.m * ((args.n + 3) // 4)
+    if not (args.reuse and same_size):
+        make_data(prefix, args)
+    _main_runs(args, work, prefix, load_before)
+
+
+def make_data(prefix: Path, args: argparse.Namespace) -> None:
+    """plink2 --dummy genotypes, its phenotype as a table, and 10 N(0, 1) covariates."""
     subprocess.run(
         [
             "plink2",
@@ -80,6 +91,8 @@ def main() -> None:
     covar.insert(0, "FID", fam[0])
     covar.to_csv(f"{prefix}.covar", sep="\t", index=False, float_format="%.10g")
 
+
+def _main_runs(args: argparse.Namespace, work: Path, prefix: Path, load_before: tuple[float, float, float]) -> None:
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     rows = []
     for label, covar_args, glm_mod in (
@@ -89,77 +102,68 @@ def main() -> None:
         tag = "cov" if covar_args else "nocov"
         plink_out = work / f"plink2_{tag}"
         ours_out = work / f"deepprs_{tag}"
-        plink_time, plink_mem = timed(
-            [
-                "plink2",
-                "--bfile",
-                str(prefix),
-                "--pheno",
-                f"{prefix}.pheno",
-                "--pheno-name",
-                "Y",
-                *covar_args,
-                "--glm",
-                glm_mod,
-                "omit-ref",
-                "cols=+a1freq,+ax",
-                "--threads",
-                str(args.threads),
-                "--out",
-                str(plink_out),
-            ]
-        )
-        ours_time, ours_mem = timed(
-            [
-                sys.executable,
-                "-m",
-                "deepprs.cli.main",
-                "gwas",
-                "--bfile",
-                str(prefix),
-                "--pheno",
-                f"{prefix}.pheno",
-                *covar_args,
-                "--threads",
-                str(args.threads),
-                "--no-plots",
-                "--quiet",
-                "--out",
-                str(ours_out),
-            ],
-            env=env,
-        )
+        plink_runs, ours_runs = [], []
+        for _ in range(args.repeats):  # alternate the tools, so both see the same load
+            plink_runs.append(timed(
+                [
+                    "plink2",
+                    "--bfile",
+                    str(prefix),
+                    "--pheno",
+                    f"{prefix}.pheno",
+                    "--pheno-name",
+                    "Y",
+                    *covar_args,
+                    "--glm",
+                    glm_mod,
+                    "omit-ref",
+                    "cols=+a1freq,+ax",
+                    "--threads",
+                    str(args.threads),
+                    "--out",
+                    str(plink_out),
+                ]
+            ))
+            wall, mem = timed(
+                [
+                    sys.executable,
+                    "-m",
+                    "deepprs.cli.main",
+                    "gwas",
+                    "--bfile",
+                    str(prefix),
+                    "--pheno",
+                    f"{prefix}.pheno",
+                    *covar_args,
+                    "--threads",
+                    str(args.threads),
+                    "--no-plots",
+                    "--quiet",
+                    "--out",
+                    str(ours_out),
+                ],
+                env=env,
+            )
+            ours_runs.append((wall, mem, breakdown(Path(f"{ours_out}.log").read_text(), wall)))
         ref = pd.read_csv(f"{plink_out}.Y.glm.linear", sep="\t", na_values=["NA"])
         ours = pd.read_csv(f"{ours_out}.Y.glm.linear", sep="\t", na_values=["NA"])
         beta_diff = float(np.nanmax(np.abs(ours["BETA"] - ref["BETA"])))
         rel = np.abs(ours["BETA"] / ref["BETA"] - 1)
         logp_diff = float(np.nanmax(np.abs(np.log10(ours["P"]) - np.log10(ref["P"]))))
-        log_text = Path(f"{ours_out}.log").read_text()
-        regression = re.search(r"linear regression: ([0-9.]+) s", log_text)
-        in_process = re.search(r"elapsed: ([0-9.]+) s", log_text)
-        startup = ours_time - float(in_process.group(1)) if in_process else float("nan")
-        regression_s = float(regression.group(1)) if regression else float("nan")
         obs_equal = bool((ours["OBS_CT"] == ref["OBS_CT"]).all() and (ours["ERRCODE"] == ref["ERRCODE"]).all())
-        rows.append(
-            (
-                label,
-                plink_time,
-                ours_time,
-                ours_time / plink_time,
-                plink_mem,
-                ours_mem,
-                beta_diff,
-                float(np.nanmax(rel)),
-                logp_diff,
-                obs_equal,
-                regression_s,
-                startup,
-            )
-        )
+        plink_time = float(np.median([run[0] for run in plink_runs]))
+        ours_time = float(np.median([run[0] for run in ours_runs]))
+        plink_mem = max(run[1] for run in plink_runs)
+        ours_mem = max(run[1] for run in ours_runs)
+        parts = {key: float(np.median([run[2][key] for run in ours_runs])) for key in BREAKDOWN}
+        rows.append((label, plink_time, ours_time, ours_time / plink_time, plink_mem, ours_mem, beta_diff,
+                     float(np.nanmax(rel)), logp_diff, obs_equal, parts,
+                     [run[0] for run in plink_runs], [run[0] for run in ours_runs]))
         print(
             f"{label}: plink2 {plink_time:.2f} s, deepprs {ours_time:.2f} s "
-            f"(ratio {ours_time / plink_time:.2f}); max |dBETA| {beta_diff:.2e}; "
-            f"max |d log10 P| {logp_diff:.2e}; OBS_CT and ERRCODE equal {obs_equal}"
+            f"(ratio {ours_time / plink_time:.2f}); "
+            + ", ".join(f"{key} {value:.2f}" for key, value in parts.items())
+            + f"; max |dBETA| {beta_diff:.2e}; max |d log10 P| {logp_diff:.2e}; OBS_CT and ERRCODE equal {obs_equal}"
         )
 
     load = os.getloadavg()
@@ -174,29 +178,57 @@ def main() -> None:
         f"{load_before[0]:.1f} / {load_before[1]:.1f} / {load_before[2]:.1f}, after it "
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (shared machine: timings are noisy).",
         f"Command: `python3 benchmarks/bench_gwas.py --n {args.n} --m {args.m} --missing {args.missing} "
-        f"--threads {args.threads}`",
+        f"--threads {args.threads} --repeats {args.repeats}` (times: median of the repeats, tools alternating)",
         "",
-        "| model | plink2 s | deepprs s | ratio | deepprs regression s | deepprs start-up s | "
+        "| model | plink2 s | deepprs s | ratio | " + " | ".join(f"{key} s" for key in BREAKDOWN) + " | "
         "plink2 peak MiB | deepprs peak MiB | max abs dBETA | max rel dBETA | max abs d log10 P | "
         "OBS_CT, ERRCODE equal |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|" + "---|" * len(BREAKDOWN) + "---|---|---|---|---|---|",
     ]
-    for label, pt, ot, ratio, pm, om, bd, br, lp, oe, rs, su in rows:
+    for label, pt, ot, ratio, pm, om, bd, br, lp, oe, parts, _, _ in rows:
         lines.append(
-            f"| {label} | {pt:.2f} | {ot:.2f} | {ratio:.2f} | {rs:.2f} | {su:.2f} | {pm:.0f} | {om:.0f} | "
-            f"{bd:.1e} | {br:.1e} | {lp:.1e} | {oe} |"
+            f"| {label} | {pt:.2f} | {ot:.2f} | {ratio:.2f} | "
+            + " | ".join(f"{parts[key]:.2f}" for key in BREAKDOWN)
+            + f" | {pm:.0f} | {om:.0f} | {bd:.1e} | {br:.1e} | {lp:.1e} | {oe} |"
         )
+    lines += [""]
+    for label, *_, plink_walls, ours_walls in rows:
+        lines.append(f"- {label}, every run (s): plink2 {', '.join(f'{w:.2f}' for w in plink_walls)}; "
+                     f"deepprs {', '.join(f'{w:.2f}' for w in ours_walls)}")
     lines += [
-        "",
-        "- deepprs s is the whole `deepprs gwas` process; *start-up* is the part before the run log opens "
-        "(Python, torch and CLI imports), *regression* the association step alone (from OUT.log).",
+        "- deepprs s is the whole `deepprs gwas` process. Its parts, from OUT.log: *start-up* = process start to "
+        "the command body (interpreter, CLI, imports), *imports* = the part of it importing the GWAS code "
+        "(torch, pandas, numpy), *tables* = reading .bim/.fam/pheno/covar, *regression* = the association "
+        "step, *write* = formatting and writing the results, *exit* = whole process minus start-up minus "
+        "the logged elapsed time (interpreter shut-down).",
         "- Differences are at plink2's print precision (6 significant digits); OBS_CT and ERRCODE agree "
         "for every variant.",
-        "- deepprs peak RSS includes torch (~300 MiB) and the memory-mapped .bed pages.",
         "",
     ]
     Path(args.results).write_text("\n".join(lines))
     print(f"wrote {args.results}")
+
+
+BREAKDOWN = ("start-up", "imports", "tables", "regression", "write", "exit")
+
+
+def breakdown(log_text: str, wall: float) -> dict[str, float]:
+    """Split a deepprs gwas run (``wall`` seconds) into the parts its OUT.log reports."""
+
+    def seconds(pattern: str) -> float:
+        found = re.search(pattern, log_text)
+        return float(found.group(1)) if found else float("nan")
+
+    startup = seconds(r"start-up: ([0-9.]+) s")
+    elapsed = seconds(r"elapsed: ([0-9.]+) s")
+    return {
+        "start-up": startup,
+        "imports": seconds(r"of which ([0-9.]+) s importing"),
+        "tables": seconds(r"tables: ([0-9.]+) s"),
+        "regression": seconds(r"linear regression: ([0-9.]+) s"),
+        "write": seconds(r"write \S+ results: ([0-9.]+) s"),
+        "exit": wall - startup - elapsed,
+    }
 
 
 if __name__ == "__main__":

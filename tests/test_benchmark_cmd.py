@@ -306,3 +306,36 @@ def test_cli_benchmark_folds_file_group_by_binary_and_clumped(tmp_path):
         ]
     )
     assert code == 2
+
+
+def test_harness_gives_ct_the_variant_positions(monkeypatch):
+    """With a variant table, every fold's ct clumps in a kb window (positions), the joint-tagging run too."""
+    from deepprs.models.linear import ClumpThresholdPRS
+
+    windows: list[tuple[str, int]] = []
+    original_fit = ClumpThresholdPRS.fit
+
+    def spy_fit(self, X, y, *, covariates=None, variant_table=None):
+        original_fit(self, X, y, covariates=covariates, variant_table=variant_table)
+        windows.append((self.clump_window_used_, -1 if variant_table is None else len(variant_table)))
+        return self
+
+    monkeypatch.setattr(ClumpThresholdPRS, "fit", spy_fit)
+    dosage, y = simulate(n=200, m=60)
+    table = pd.DataFrame(
+        {"chrom": "1", "pos": np.arange(60) * 10_000 + 1, "id": [f"v{i}" for i in range(60)], "a1": "A", "ref": "G"}
+    )
+    folds = make_folds([str(i) for i in range(len(y))], 2, seed=1)
+    run_benchmark(
+        dosage,
+        y,
+        models=["ct"],
+        folds=folds,
+        n_boot=20,
+        config={"ct": {"cv": 2}},
+        variant_table=table,
+        joint_tagging_check=True,
+    )
+    assert len(windows) == 4  # 2 folds x (all variants, LD-clumped inputs)
+    assert all(window == "250 kb" for window, _ in windows)
+    assert sorted(n for _, n in windows)[-1] == 60 and min(n for _, n in windows) < 60

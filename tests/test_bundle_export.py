@@ -354,3 +354,12 @@ def test_cli_predict_with_covariates_equals_model_predict(tmp_path, fixture_data
     scored = dict(zip(scores["IID"].astype(str), scores["SCORE"], strict=True))
     iids = fixture_data.sample_ids.get_level_values(1).astype(str)
     np.testing.assert_allclose([scored[i] for i in iids], expected, rtol=1e-8, atol=1e-10)
+
+
+def test_cli_fit_ct_clumps_in_kb_from_the_bim_positions(tmp_path):
+    """`deepprs fit` hands ct the variant table, so clumping uses plink's 250 kb window, not a variant count."""
+    out = tmp_path / "ct"
+    command = ["fit", "--bfile", PREFIX, "--pheno", PHENO, "--pheno-name", "PHENO", "--model", "ct"]
+    assert run_cli([*command, "--out", str(out), "--quiet"]) == 0
+    metadata = json.loads((out / "model.json").read_text())
+    assert json.dumps(metadata).count('"clump_window": "250 kb"') == 1

@@ -81,6 +81,15 @@ def test_non_numeric_phenotype_names_the_value(tmp_path):
         read_phenotypes(path)
 
 
+def test_ragged_rows_are_named(tmp_path):
+    short = _write(tmp_path / "short.txt", "FID IID y z\nF1 I1 1 2\nF2 I2 3\nF3 I3 4 5\n")
+    with pytest.raises(InputError, match="line 3 has fewer fields than the header"):
+        read_phenotypes(short)
+    long = _write(tmp_path / "long.txt", "FID IID y\nF1 I1 1\nF2 I2 3 9\n")
+    with pytest.raises(InputError, match="more fields than the header"):
+        read_covariates(long)
+
+
 def test_all_missing_columns(tmp_path):
     path = _write(tmp_path / "p.txt", "FID IID y z\nF1 I1 1 NA\nF2 I2 2 -9\n")
     with pytest.raises(InputError, match="column z is missing for every sample"):

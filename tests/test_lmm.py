@@ -551,7 +551,7 @@ def test_cli_pleiotropy(tmp_path, eur_fixture):
 def test_cli_bad_input_exits_2_without_outputs(tmp_path, capsys, extra, message):
     const = tmp_path / "const.covar"
     covar = pd.read_csv(DATA / "eur_lmm.covar", sep="\t")
-    covar.assign(CONST=3.0).to_csv(const, sep="\t", index=False)
+    covar.assign(CONST=3.0).to_csv(const, sep="\t", index=False, na_rep="NA")
     extra = [str(const) if value == "COVAR_CONST" else value for value in extra]
     out = str(tmp_path / "bad")
     with pytest.raises(SystemExit) as raised:

@@ -349,3 +349,67 @@ def test_refit_equals_a_fit_on_all_samples_for_the_best_epoch_count(small_cohort
     assert not np.allclose(refitted.predict(packed), held_out.predict(packed))
     # the validation score is the early-stopping network's (the refit has seen those samples)
     assert refitted.val_score_ == pytest.approx(held_out.val_score_)
+
+
+def test_tune_grid_picks_the_lowest_validation_loss_and_refits_with_it(small_cohort_fixture):
+    """In-fold tuning: every grid point is scored on the validation split; the winner's recipe is
+    then exactly the fitted model's (same predictions as a fit with that point fixed)."""
+    packed, _, y, _, _ = small_cohort_fixture
+    grid = {"weight_decay": [1e-4, 0.3], "lr": [1e-3, 1e-2]}
+    tuned = tiny_model("mlp", epochs=5, patience=2, tune_grid=grid).fit(packed, y)
+    assert len(tuned.tuning_) == 4
+    assert {(t["lr"], t["weight_decay"]) for t in tuned.tuning_} == {(a, b) for a in (1e-3, 1e-2) for b in (1e-4, 0.3)}
+    best = min(tuned.tuning_, key=lambda t: t["best_val_loss"])
+    assert tuned.best_params_ == {"lr": best["lr"], "weight_decay": best["weight_decay"]}
+    # the estimator's own hyper-parameters are untouched (sklearn convention)
+    assert tuned.lr == 1e-3 and tuned.weight_decay == 1e-4
+    fixed = tiny_model("mlp", epochs=5, patience=2, **tuned.best_params_).fit(packed, y)
+    assert fixed.best_epochs_ == tuned.best_epochs_
+    np.testing.assert_allclose(tuned.predict(packed), fixed.predict(packed), rtol=1e-6, atol=1e-9)
+    # each grid point's validation loss is that of a model trained with it alone
+    other = next(t for t in tuned.tuning_ if t is not best)
+    alone = tiny_model("mlp", epochs=5, patience=2, lr=other["lr"], weight_decay=other["weight_decay"]).fit(packed, y)
+    assert alone.best_epochs_[0] == other["best_epoch"]
+    with pytest.raises(InputError, match="tune_grid cannot search"):
+        tiny_model("mlp", tune_grid={"hidden": [[4]]}).fit(packed, y)
+    with pytest.raises(InputError, match="validation split"):
+        tiny_model("mlp", tune_grid={"lr": [1e-3]}, val_fraction=0).fit(packed, y)
+
+
+def test_ema_decay_reaches_the_model_and_changes_the_fit(small_cohort_fixture):
+    packed, _, y, _, _ = small_cohort_fixture
+    plain = tiny_model("mlp", epochs=4, patience=None, refit=False).fit(packed, y)
+    averaged = tiny_model("mlp", epochs=4, patience=None, refit=False, ema_decay=0.9).fit(packed, y)
+    assert averaged.get_params()["ema_decay"] == 0.9
+    assert not np.allclose(plain.predict(packed), averaged.predict(packed))
+
+
+def test_hybrid_delta_weight_is_the_validation_minimiser_with_a_standard_error_rule():
+    """``_choose_delta_weight`` against brute force: the grid value nearest the least-squares
+    weight <r, d> / <d, d> (r = target - skip), and 0 when the gain is within ``min_gain_se`` SEs."""
+    from deepprs.models.neural import HybridPRS
+
+    rng = np.random.default_rng(0)
+    n = 400
+    skip = rng.normal(size=n)
+    signal = rng.normal(size=n)
+    target = skip + 0.6 * signal + 0.5 * rng.normal(size=n)
+    hybrid = HybridPRS(min_gain_se=2.0)
+    hybrid.task_ = "regression"
+    weight, gain, se = hybrid._choose_delta_weight(target, skip, signal)
+    residual = target - skip
+    grid = np.linspace(0, 1, 21)
+    brute = grid[np.argmin([np.mean((residual - w * signal) ** 2) for w in grid])]
+    assert weight == pytest.approx(brute) and 0.5 <= weight <= 0.7
+    gains = residual**2 - (residual - weight * signal) ** 2
+    assert gain == pytest.approx(gains.mean()) and se == pytest.approx(gains.std(ddof=1) / np.sqrt(n))
+    # a delta that is pure noise: any chosen weight's gain is within 2 SE -> the exact linear path
+    noise = rng.normal(size=n)
+    weight, gain, se = hybrid._choose_delta_weight(target, skip, 0.3 * noise)
+    assert weight == 0.0 and gain <= 2.0 * se
+    # a tiny but real gain survives a loose rule and not a strict one
+    small = 0.05 * signal
+    loose, strict = HybridPRS(min_gain_se=0.5), HybridPRS(min_gain_se=50.0)
+    loose.task_ = strict.task_ = "regression"
+    assert loose._choose_delta_weight(target, skip, small)[0] == 1.0
+    assert strict._choose_delta_weight(target, skip, small)[0] == 0.0

@@ -306,3 +306,83 @@ def test_tune_finds_a_sensible_learning_rate(data_fixture):
     )
     assert len(study.trials) == 3 and 1e-4 <= best["lr"] <= 3e-2 and best["hidden"] == [8]
     assert best["dropout"] in (0.0, 0.3) and np.isfinite(study.best_value)
+
+
+def test_ema_weights_equal_the_averaging_recursion_by_hand(data_fixture):
+    """ema_decay: the returned weights are avg_t = d_t avg_{t-1} + (1 - d_t) w_t over optimizer steps,
+    d_t = min(decay, (1 + t) / (10 + t)), avg_{-1} = the initial weights (recomputed here from the
+    raw iterates recorded after every step)."""
+    packed, _, center, scale, _, side, y = data_fixture
+    torch.manual_seed(0)
+    module = TinyNet(packed.n_variants, side.shape[1])
+    average = {k: v.detach().clone().double() for k, v in module.state_dict().items()}
+    steps = []
+
+    def record(info):
+        steps.append({k: v.detach().clone() for k, v in module.state_dict().items()})
+
+    result = train_network(
+        module,
+        mse,
+        packed,
+        y,
+        covariates=side,
+        train_index=np.arange(120),
+        center=center,
+        scale=scale,
+        epochs=3,
+        batch_size=16,
+        lr=0.05,
+        device="cpu",
+        seed=0,
+        callback=record,
+        ema_decay=0.9,
+    )
+    assert len(steps) == 3 * 8
+    for t, state in enumerate(steps):
+        decay = min(0.9, (1 + t) / (10 + t))
+        for key, value in state.items():
+            if value.is_floating_point():
+                average[key] = decay * average[key] + (1 - decay) * value.double()
+            else:
+                average[key] = value.double()
+    for key, value in result.best_state.items():
+        torch.testing.assert_close(value.double(), average[key], rtol=1e-5, atol=1e-6)
+    # the raw last iterate differs from the average (the averaging did something)
+    assert not torch.allclose(steps[-1]["out.weight"], result.best_state["out.weight"])
+
+
+def test_ema_early_stopping_scores_the_averaged_network(data_fixture):
+    packed, _, center, scale, _, side, y = data_fixture
+    module, result = run(data_fixture, epochs=30, patience=3, lr=0.05, ema_decay=0.95)
+    val_losses = [h["val_loss"] for h in result.history]
+    assert result.best_epoch == int(np.argmin(val_losses))
+    module.eval()
+    batch = GenotypeBatcher(packed, center, scale, device=torch.device("cpu"))(np.arange(90, 120))
+    with torch.no_grad():
+        loss = float(
+            mse(module, batch, torch.as_tensor(side[90:], dtype=torch.float32), torch.as_tensor(y[90:]).float())
+        )
+    assert loss == pytest.approx(min(val_losses), rel=1e-5)
+
+
+def test_ema_resume_after_kill_equals_uninterrupted_run(data_fixture, tmp_path):
+    full, full_result = run(
+        data_fixture, epochs=4, checkpoint_dir=tmp_path / "full", checkpoint_every_steps=2, ema_decay=0.9
+    )
+    with pytest.raises(Kill):
+        run(
+            data_fixture,
+            epochs=4,
+            checkpoint_dir=tmp_path / "killed",
+            checkpoint_every_steps=2,
+            callback=kill_at(2, 3),
+            ema_decay=0.9,
+        )
+    tensors, progress = load_checkpoint(tmp_path / "killed")
+    assert any(k.startswith("ema.") for k in tensors) and progress["n_averaged"] > 0
+    resumed, resumed_result = run(
+        data_fixture, epochs=4, checkpoint_dir=tmp_path / "killed", checkpoint_every_steps=2, resume=True, ema_decay=0.9
+    )
+    assert_same_weights(full, resumed)
+    assert [a["val_loss"] for a in full_result.history] == [b["val_loss"] for b in resumed_result.history]

@@ -1,21 +1,32 @@
 """Stream genotype blocks for association testing: int8 dosages with missing calls set to 0,
 plus the list of missing calls.
 
-For PLINK 1 ``.bed`` input the 2-bit codes are decoded straight from the packed bytes with a
-256-entry lookup table (no NaN pass); other sources go through
-:meth:`~deepprs.io.genotypes.GenotypeSource.iter_blocks` with ``missing="raw"``. Columns are
-always the genotype file's samples (padded to a multiple of 4 for ``.bed``), so callers select
-samples by giving excluded samples zero weight instead of copying columns.
+For PLINK 1 ``.bed`` input the rows are read with ``pread`` into reusable buffers and the 2-bit
+codes decoded straight from the packed bytes with a 256-entry lookup table (no NaN pass); the
+missing calls and homozygous-A1 counts come from the bit-parallel kernels of
+:mod:`deepprs.assoc.bedscan` (or from its background scan, when one ran). Other sources go through
+:meth:`~deepprs.io.genotypes.GenotypeSource.read` with ``missing="raw"``. Columns are always the
+genotype file's samples (padded to a multiple of 4 for ``.bed``), so callers select samples by
+giving excluded samples zero weight instead of copying columns.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from deepprs.assoc.bedscan import (
+    as_words,
+    hom_a1_word_counts,
+    mask_words,
+    missing_word_calls,
+    read_rows,
+    scanned_block,
+)
 from deepprs.io.genotypes import GenotypeSource
 
 # .bed 2-bit code -> dosage of A1 with missing (code 01) written as 0
@@ -41,6 +52,29 @@ BYTE_TO_COUNTS = (
 
 
 @dataclass(frozen=True)
+class BlockBuffers:
+    """Reusable memory for decoding ``.bed`` blocks of up to ``rows`` variants.
+
+    Attributes
+    ----------
+    decoded : ndarray of int32, shape (rows, bytes)
+        Zero-filled dosages, 4 per int32.
+    packed : ndarray of uint8, shape (rows, bytes)
+        The raw bytes.
+    """
+
+    decoded: np.ndarray
+    packed: np.ndarray
+
+    @classmethod
+    def fits(cls, buffers: BlockBuffers | None, rows: int, n_bytes: int) -> BlockBuffers:
+        """``buffers`` if large enough for (rows, n_bytes), else new buffers."""
+        if buffers is not None and buffers.decoded.shape[0] >= rows and buffers.decoded.shape[1] == n_bytes:
+            return buffers
+        return cls(np.empty((rows, n_bytes), dtype=np.int32), np.empty((rows, n_bytes), dtype=np.uint8))
+
+
+@dataclass(frozen=True)
 class DosageBlock:
     """One block of variants, variant-major.
 
@@ -51,11 +85,20 @@ class DosageBlock:
     dosage : Tensor of int8, shape (b, n_columns)
         Dosage of the counted allele; missing calls are 0. Column ``i`` is file sample ``i``
         (``n_columns >= n_samples``; padding columns hold arbitrary values and must get weight 0).
-    missing_variant, missing_sample : ndarray of int64, shape (n_missing,)
+    missing_variant, missing_sample : ndarray of int64 (int32 from a background scan), shape (n_missing,)
         Block-local variant row and file sample column of every missing call.
     packed : ndarray of uint8, shape (b, bytes), optional
         The raw ``.bed`` bytes of the block (``None`` for other sources); lets callers get
         per-variant counts with :func:`packed_counts` without touching the dosages.
+    words : ndarray of uint64, shape (b, ceil(bytes / 8)), optional
+        ``packed`` as 64-bit words, rows padded with code 11 (see
+        :func:`~deepprs.assoc.bedscan.hom_a1_word_counts`); None when a scan supplied the counts.
+    buffer : BlockBuffers, optional
+        The buffers ``dosage`` and ``packed`` are views of (``.bed`` input); reusable once the
+        block is done.
+    hom_a1_all : ndarray of int64, shape (b,), optional
+        Homozygous-A1 calls over all samples of the file, when a background
+        :mod:`~deepprs.assoc.bedscan` scan already counted them.
     """
 
     variant_index: np.ndarray
@@ -63,6 +106,9 @@ class DosageBlock:
     missing_variant: np.ndarray
     missing_sample: np.ndarray
     packed: np.ndarray | None = None
+    words: np.ndarray | None = None
+    buffer: BlockBuffers | None = None
+    hom_a1_all: np.ndarray | None = None
 
 
 def exclusion_mask(weight: np.ndarray) -> np.ndarray:
@@ -82,12 +128,13 @@ def exclusion_mask(weight: np.ndarray) -> np.ndarray:
     return (excluded * np.array([3, 12, 48, 192], dtype=np.uint8)).sum(axis=1).astype(np.uint8)
 
 
-_BYTE_HOM_A1 = (((np.arange(256)[:, None] >> np.array([0, 2, 4, 6])) & 3) == 0).sum(axis=1).astype(np.uint8)
-
-
 def hom_a1_counts(packed: np.ndarray, or_mask: np.ndarray) -> np.ndarray:
     """Per-variant number of homozygous-A1 calls (dosage 2) among the samples that ``or_mask``
     (from :func:`exclusion_mask`) keeps, from ``.bed`` bytes.
+
+    Bit-parallel: a field is 00 exactly when neither of its bits is set, so on 64-bit words
+    ``~(w | w >> 1) & 0x55..55`` has one bit per homozygous-A1 call, and a popcount per row sums
+    them (~10x faster than a byte table).
 
     Parameters
     ----------
@@ -98,8 +145,7 @@ def hom_a1_counts(packed: np.ndarray, or_mask: np.ndarray) -> np.ndarray:
     -------
     ndarray of int64, shape (b,)
     """
-    masked = packed | or_mask if or_mask.any() else packed
-    return _BYTE_HOM_A1[masked].sum(axis=1, dtype=np.int64)
+    return hom_a1_word_counts(as_words(packed), mask_words(or_mask))
 
 
 def packed_counts(packed: np.ndarray, or_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -129,14 +175,6 @@ def n_columns(source: GenotypeSource) -> int:
     return source.n_samples
 
 
-# byte -> number of missing fields, and the position of its j-th missing field (j < count)
-_BYTE_MISSING_COUNT = _BYTE_MISSING.sum(axis=1).astype(np.int64)
-_BYTE_MISSING_FIELDS = np.zeros((256, 4), dtype=np.int64)
-for _byte in range(256):
-    _fields = np.flatnonzero(_BYTE_MISSING[_byte])
-    _BYTE_MISSING_FIELDS[_byte, : len(_fields)] = _fields
-
-
 def missing_calls(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Variant row and sample column of every missing call (code 01) in ``.bed`` bytes, grouped by
     row and ascending within a row.
@@ -148,50 +186,111 @@ def missing_calls(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Returns
     -------
     missing_variant, missing_sample : ndarray of int64, shape (n_missing,)
+
+    Notes
+    -----
+    Bit-parallel on 64-bit words: ``w & ~(w >> 1) & 0x55..55`` keeps bit 2f of a word exactly
+    when its field f is 01. Each word's calls go to consecutive output slots (an exclusive
+    cumulative sum of the per-word popcounts), and pass t writes the t-th lowest set bit of every
+    word that still has one, so the output comes out in (row, sample) order without a sort.
     """
-    missing_bits = packed & ~(packed >> 1) & 0x55  # low bit set, high bit clear
-    flat = np.flatnonzero(missing_bits != 0)  # bytes holding a missing call
-    byte_values = packed.reshape(-1)[flat]
-    per_byte = _BYTE_MISSING_COUNT[byte_values]
-    if len(per_byte) and per_byte.max() > 1:
-        # a byte with several missing calls yields one entry per call
-        first = np.repeat(np.cumsum(per_byte) - per_byte, per_byte)
-        rank = np.arange(len(first)) - first
-        flat = np.repeat(flat, per_byte)
-        byte_values = np.repeat(byte_values, per_byte)
-        field = _BYTE_MISSING_FIELDS[byte_values, rank]
+    return missing_word_calls(as_words(packed))
+
+
+_DECODE_ROWS = 256  # variants per table lookup: the intp index copy (~5 MB) stays in cache
+
+
+def decode_bytes(packed: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Decode ``.bed`` bytes to zero-filled int8 dosages, 4 per int32 (one table lookup a byte).
+
+    ``np.take`` converts uint8 indices to a fresh intp array (8 bytes per byte of input; for a
+    whole block that is 80 MB of new pages for the kernel to zero, costing more than the lookup),
+    so rows go through a small reused intp buffer instead.
+
+    Parameters
+    ----------
+    packed : ndarray of uint8, shape (b, bytes)
+    out : ndarray of int32, shape (b, bytes)
+        Receives the dosages; ``out.view(np.int8)`` is (b, 4 * bytes).
+    """
+    index = np.empty((min(_DECODE_ROWS, len(packed)), packed.shape[1]), dtype=np.intp)
+    for start in range(0, len(packed), _DECODE_ROWS):
+        rows = packed[start : start + _DECODE_ROWS]
+        np.copyto(index[: len(rows)], rows)
+        np.take(_BYTE_TO_INT32, index[: len(rows)], out=out[start : start + len(rows)], mode="wrap")
+    return out
+
+
+def read_dosage_block(
+    source: GenotypeSource, block_index: np.ndarray, *, buffer: BlockBuffers | None = None
+) -> DosageBlock:
+    """Read and decode the variants ``block_index`` of ``source`` into a :class:`DosageBlock`.
+
+    For ``.bed`` input this only reads the file and runs numpy kernels that release the GIL, so
+    several blocks can be decoded at once in threads (see :func:`concurrent_reads`).
+
+    Parameters
+    ----------
+    buffer : BlockBuffers, optional
+        Where to read and decode ``.bed`` blocks; the block's ``dosage`` and ``packed`` are then
+        views of it. Reusing buffers saves zeroing fresh pages (~30% of the decoding time).
+    """
+    from deepprs.io.bed import BedReader
+
+    if isinstance(source, BedReader):
+        b, n_bytes = len(block_index), source.bytes_per_variant
+        buffer = BlockBuffers.fits(buffer, b, n_bytes)
+        if b and int(block_index[-1]) - int(block_index[0]) == b - 1 and np.array_equal(
+            block_index, np.arange(int(block_index[0]), int(block_index[0]) + b)
+        ):
+            # consecutive variants: pread into the buffer (no file pages mapped into the process)
+            fd = os.open(source.path, os.O_RDONLY)
+            try:
+                packed = read_rows(fd, int(block_index[0]), buffer.packed[:b])
+            finally:
+                os.close(fd)
+        else:
+            packed = source.packed_variant_major(block_index)  # (b, bytes)
+        decoded = decode_bytes(packed, buffer.decoded[:b])
+        dosage = torch.from_numpy(decoded.view(np.int8))  # (b, 4 * bytes)
+        scanned = scanned_block(source.path, block_index)  # done during start-up, if a scan ran
+        if scanned is not None:
+            words, hom_a1_all = None, scanned.hom_a1_all
+            missing_variant, missing_sample = scanned.missing_variant, scanned.missing_sample
+        else:
+            words, hom_a1_all = as_words(packed), None
+            missing_variant, missing_sample = missing_word_calls(words)
     else:
-        field = _BYTE_MISSING_FIELDS[byte_values, 0]
-    rows, byte_cols = np.divmod(flat, packed.shape[1])
-    return rows.astype(np.int64), byte_cols * 4 + field
+        packed = words = buffer = hom_a1_all = None
+        raw = source.read(None, block_index, dtype=np.int8, missing="raw").T  # (b, n)
+        missing_variant, missing_sample = np.nonzero(raw < 0)
+        dosage = torch.from_numpy(np.ascontiguousarray(np.where(raw < 0, 0, raw).astype(np.int8)))
+        missing_variant = missing_variant.astype(np.int64)
+        missing_sample = missing_sample.astype(np.int64)
+    return DosageBlock(
+        variant_index=block_index,
+        dosage=dosage,
+        missing_variant=missing_variant,
+        missing_sample=missing_sample,
+        packed=packed,
+        words=words,
+        buffer=buffer,
+        hom_a1_all=hom_a1_all,
+    )
+
+
+def concurrent_reads(source: GenotypeSource) -> int:
+    """How many :func:`read_dosage_block` calls may run at once on ``source``: 2 for a ``.bed``
+    memory map, 1 for readers with internal state (pgenlib, BGEN)."""
+    from deepprs.io.bed import BedReader
+
+    return 2 if isinstance(source, BedReader) else 1
 
 
 def iter_dosage_blocks(source: GenotypeSource, variant_index: np.ndarray, block_size: int) -> Iterator[DosageBlock]:
     """Yield :class:`DosageBlock` objects covering ``variant_index`` in order."""
-    from deepprs.io.bed import BedReader
-
-    is_bed = isinstance(source, BedReader)
     for start in range(0, len(variant_index), block_size):
-        block_index = variant_index[start : start + block_size]
-        if is_bed:
-            packed = source.packed_variant_major(block_index)  # (b, bytes)
-            dosage = torch.from_numpy(_BYTE_TO_INT32[packed].view(np.int8))  # (b, 4 * bytes)
-            # the missing code 01: low bit set, high bit clear
-            missing_variant, missing_sample = missing_calls(packed)
-        else:
-            packed = None
-            raw = source.read(None, block_index, dtype=np.int8, missing="raw").T  # (b, n)
-            missing_variant, missing_sample = np.nonzero(raw < 0)
-            dosage = torch.from_numpy(np.ascontiguousarray(np.where(raw < 0, 0, raw).astype(np.int8)))
-            missing_variant = missing_variant.astype(np.int64)
-            missing_sample = missing_sample.astype(np.int64)
-        yield DosageBlock(
-            variant_index=block_index,
-            dosage=dosage,
-            missing_variant=missing_variant,
-            missing_sample=missing_sample,
-            packed=packed,
-        )
+        yield read_dosage_block(source, variant_index[start : start + block_size])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,20 +303,30 @@ _QUANT_BITS = 33
 
 @dataclass(frozen=True)
 class DigitMatrix:
-    """A real matrix V (n × c) quantised to 34 bits per column and split into 5 signed base-128
-    digit matrices, so that ``dosage @ V`` is computed exactly with int8 × int8 -> int32 products.
+    """A real matrix V (n × c) quantised to 34 bits per column and split into up to 5 signed
+    base-128 digit matrices, so that ``dosage @ V`` is computed exactly with int8 × int8 -> int32
+    products.
+
+    Only the digits a column needs are stored: a column of 0/1 weights or a constant basis
+    vector has one, a residual five (the int8 product then has 8 instead of 40 columns without
+    covariates).
 
     Attributes
     ----------
-    digits : Tensor of int8, shape (n, N_DIGITS * c_padded)
+    digits : Tensor of int8, shape (n, padded_cols)
+        Digit t of the columns ``digit_columns[t]``, for t = 0, 1, ..., side by side (zero padding
+        to a multiple of 8 columns).
     scale : Tensor of float64, shape (c,)
-        Column ``j`` of V is ``scale[j] * sum_t 128**t * digits_t[:, j]``.
+        Column ``j`` of V is ``scale[j] * sum_t 128**t * digit_t[:, j]``.
+    digit_columns : tuple of ndarray of int
+        ``digit_columns[t]``: the columns of V with a non-zero digit t.
     """
 
     digits: torch.Tensor
     scale: torch.Tensor
     n_cols: int
     padded_cols: int
+    digit_columns: tuple[np.ndarray, ...] = ()
 
 
 def to_digits(values: np.ndarray) -> DigitMatrix:
@@ -227,18 +336,44 @@ def to_digits(values: np.ndarray) -> DigitMatrix:
     col_max = np.abs(values).max(axis=0) if n else np.zeros(c)
     col_max = np.where(col_max > 0, col_max, 1.0)
     integer = np.rint(values / col_max * 2.0**_QUANT_BITS).astype(np.int64)
-    padded = max(8, -(-c // 8) * 8)
-    digits = np.zeros((n, N_DIGITS, padded), dtype=np.int8)
+    # a common factor of a column moves into its scale (exactly): 0/1 weights and constant
+    # columns become 0/±1, one digit instead of five
+    common = np.gcd.reduce(integer, axis=0) if n else np.ones(c, dtype=np.int64)
+    common = np.where(common > 0, common, 1)
+    integer //= common
+    scale = col_max / 2.0**_QUANT_BITS * common
+    planes = np.zeros((N_DIGITS, n, c), dtype=np.int8)
     for t in range(N_DIGITS):
         digit = ((integer + DIGIT_BASE // 2) % DIGIT_BASE) - DIGIT_BASE // 2
-        digits[:, t, :c] = digit
+        planes[t] = digit
         integer = (integer - digit) // DIGIT_BASE
+    used = planes.any(axis=1)  # (N_DIGITS, c)
+    digit_columns = tuple(np.flatnonzero(used[t]) for t in range(N_DIGITS))
+    width = sum(len(columns) for columns in digit_columns)
+    padded = max(8, -(-width // 8) * 8)
+    digits = np.zeros((n, padded), dtype=np.int8)
+    start = 0
+    for t, columns in enumerate(digit_columns):
+        digits[:, start : start + len(columns)] = planes[t][:, columns]
+        start += len(columns)
     return DigitMatrix(
-        digits=torch.from_numpy(digits.reshape(n, -1)),
-        scale=torch.from_numpy(col_max / 2.0**_QUANT_BITS),
+        digits=torch.from_numpy(digits),
+        scale=torch.from_numpy(scale),
         n_cols=c,
         padded_cols=padded,
+        digit_columns=digit_columns,
     )
+
+
+def _recombine(partial, matrix: DigitMatrix, combined):
+    """Horner over the digits: ``combined`` (b × c, zeros) <- sum_t 128**t * partial's digit-t block."""
+    starts = np.cumsum([0] + [len(columns) for columns in matrix.digit_columns])
+    for t in range(len(matrix.digit_columns) - 1, -1, -1):
+        combined *= DIGIT_BASE
+        columns = matrix.digit_columns[t]
+        if len(columns):
+            combined[:, columns] += partial[:, starts[t] : starts[t + 1]]
+    return combined
 
 
 def exact_products(dosage: torch.Tensor, matrix: DigitMatrix) -> torch.Tensor:
@@ -257,13 +392,14 @@ def exact_products(dosage: torch.Tensor, matrix: DigitMatrix) -> torch.Tensor:
             partial = None
         if partial is not None:
             # recombine the base-128 digits exactly in int64 (|sum| < 2^49), then one conversion
-            per_digit = partial.numpy().reshape(b, N_DIGITS, matrix.padded_cols)[:, :, : matrix.n_cols]
-            combined = per_digit[:, N_DIGITS - 1].astype(np.int64)
-            for t in range(N_DIGITS - 2, -1, -1):
-                combined <<= 7  # DIGIT_BASE = 2^7
-                combined += per_digit[:, t]
+            combined = _recombine(partial.numpy(), matrix, np.zeros((b, matrix.n_cols), dtype=np.int64))
             return torch.from_numpy(combined.astype(np.float64) * matrix.scale.numpy())
-    partial = (dosage.double() @ digits.double()).reshape(b, N_DIGITS, matrix.padded_cols)
-    weights = torch.tensor([float(DIGIT_BASE**t) for t in range(N_DIGITS)], dtype=torch.float64, device=partial.device)
-    combined = torch.einsum("btc,t->bc", partial, weights)[:, : matrix.n_cols]
+    partial = dosage.double() @ digits.double()
+    combined = torch.zeros(b, matrix.n_cols, dtype=torch.float64, device=partial.device)
+    index = [torch.from_numpy(columns).to(partial.device) for columns in matrix.digit_columns]
+    starts = np.cumsum([0] + [len(columns) for columns in matrix.digit_columns])
+    for t in range(len(index) - 1, -1, -1):
+        combined *= DIGIT_BASE
+        if len(index[t]):
+            combined[:, index[t]] += partial[:, int(starts[t]) : int(starts[t + 1])]
     return combined * matrix.scale.to(partial.device)

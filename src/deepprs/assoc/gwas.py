@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from deepprs.assoc.bedscan import stop_bed_scan
 from deepprs.assoc.linear import gwas_linear
-from deepprs.assoc.logistic import gwas_logistic
 from deepprs.assoc.output import binary_coding, genomic_control, glm_suffix, to_case_control, write_glm
 from deepprs.errors import InputError
 from deepprs.io.cohort import Cohort
@@ -105,7 +105,11 @@ def run_gwas(
         _info(f"linear regression for {len(quantitative)} quantitative trait(s): {', '.join(quantitative)}")
         with _step("linear regression"):
             tables.update(gwas_linear(cohort.genotypes, phenotypes[quantitative], block_size=block_size, **common))
+    # a background .bed scan started by the CLI (deepprs.assoc.bedscan) only serves the linear step
+    stop_bed_scan()
     if binary:
+        from deepprs.assoc.logistic import gwas_logistic  # imported on demand: scipy + Firth code
+
         recoded = pd.DataFrame(
             {name: to_case_control(phenotypes[name], codes[name]) for name in binary}, index=phenotypes.index
         )

@@ -18,32 +18,38 @@ computed exactly (int8 digit splitting, see :mod:`deepprs.assoc.blocks`), so res
 plink2's double-precision fits.
 
 Speed notes (N = 10,000, 100,000 variants, see benchmarks/RESULTS_gwas.md): for ``.bed`` input
-gᵀg comes from a per-byte count of homozygous-A1 calls and the missing calls from bit tricks on
-the packed bytes; the batched k × k solves use a Neumann iteration (A is within a few percent of
-I) with LU only for variants with many missing calls; the small per-block algebra runs on one
-thread (OpenMP barriers on tiny tensors cost milliseconds per op on a busy machine) while the
-next block is decoded in a background thread.
+the missing calls and gᵀg (from a popcount of the homozygous-A1 calls) come from bit-parallel
+kernels on the packed bytes (:mod:`deepprs.assoc.bedscan`), which the CLI already runs in a
+background thread while torch is being imported; blocks are decoded (table lookup into reused
+buffers) and their sparse missing-call sums computed by two worker threads ahead of the torch
+algebra; the batched k × k solves use a Neumann iteration (A is within a few percent of I) with
+LU only for variants with many missing calls; the small per-block algebra runs on one thread
+(OpenMP barriers on tiny tensors cost milliseconds per op on a loaded machine).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import islice
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from scipy import special
 
+from deepprs.assoc.bedscan import as_words, hom_a1_word_counts, mask_words
 from deepprs.assoc.blocks import (
+    BlockBuffers,
     DigitMatrix,
     DosageBlock,
+    concurrent_reads,
     exact_products,
     exclusion_mask,
-    hom_a1_counts,
-    iter_dosage_blocks,
     n_columns,
+    read_dosage_block,
     to_digits,
 )
 from deepprs.assoc.design import Design, chromosome_designs, phenotype_groups
@@ -82,15 +88,18 @@ class _LinearContext:
     outer_corrections: np.ndarray  # (n_columns, k(k+1)/2): triu(q q')
     residual_ss: np.ndarray  # (P,)
     or_mask: np.ndarray | None  # (bytes,) .bed exclusion mask of the unused columns
+    or_words: np.ndarray | None  # the same as 64-bit words (None: every column used)
+    all_samples_used: bool  # every sample of the genotype file is in the design
 
 
-def _context(design: Design) -> _LinearContext:
+def _context(design: Design, n_samples: int) -> _LinearContext:
     basis, residual, weight = design.basis, design.residual, design.weight
     k = basis.shape[1]
     iu = np.triu_indices(k)
     outer = (basis[:, :, None] * basis[:, None, :])[:, iu[0], iu[1]]
     cross = (basis[:, :, None] * residual[:, None, :]).reshape(len(weight), -1)
     corrections = np.column_stack([weight, cross, residual**2])
+    or_mask = exclusion_mask(weight) if len(weight) % 4 == 0 else None
     return _LinearContext(
         design=design,
         products=to_digits(np.column_stack([weight, basis, residual])),
@@ -99,19 +108,29 @@ def _context(design: Design) -> _LinearContext:
         # kept in float64: float32 would save ~10% of the run but moves BETA by ~1e-8 relative
         outer_corrections=np.ascontiguousarray(outer, dtype=np.float64),
         residual_ss=(residual**2).sum(axis=0),
-        or_mask=exclusion_mask(weight) if len(weight) % 4 == 0 else None,
+        or_mask=or_mask,
+        or_words=None if or_mask is None else mask_words(or_mask),
+        all_samples_used=bool((weight[:n_samples] > 0).all()),
     )
 
 
 def missing_sums(block: DosageBlock, per_sample: np.ndarray) -> np.ndarray:
     """Sum the rows of ``per_sample`` (n_columns × D) over each variant's missing calls -> (b, D)."""
+    return missing_sums_many(block, [per_sample])[0]
+
+
+def missing_sums_many(block: DosageBlock, matrices: list[np.ndarray]) -> list[np.ndarray]:
+    """:func:`missing_sums` for several ``per_sample`` matrices (same rows), building the sparse
+    missing-call indicator once."""
     import scipy.sparse
 
     b = len(block.variant_index)
     if len(block.missing_variant) == 0:
-        return np.zeros((b, per_sample.shape[1]))
+        return [np.zeros((b, matrix.shape[1])) for matrix in matrices]
+    n_rows = matrices[0].shape[0]
     # missing calls come grouped by variant row, so the CSR row pointer is a cumulative count
-    row_start = np.zeros(b + 1, dtype=np.int64)
+    index_type = np.int32 if len(block.missing_sample) < 2**31 and n_rows < 2**31 else np.int64
+    row_start = np.zeros(b + 1, dtype=index_type)
     np.cumsum(np.bincount(block.missing_variant, minlength=b), out=row_start[1:])
     if not np.all(np.diff(block.missing_variant) >= 0):  # pragma: no cover - all readers yield sorted rows
         order = np.argsort(block.missing_variant, kind="stable")
@@ -119,9 +138,18 @@ def missing_sums(block: DosageBlock, per_sample: np.ndarray) -> np.ndarray:
     else:
         samples = block.missing_sample
     indicator = scipy.sparse.csr_matrix(
-        (np.ones(len(samples), dtype=per_sample.dtype), samples, row_start), shape=(b, per_sample.shape[0])
+        (np.ones(len(samples)), samples.astype(index_type, copy=False), row_start), shape=(b, n_rows)
     )
-    return np.asarray(indicator @ per_sample, dtype=np.float64)
+    return [np.asarray(indicator @ matrix, dtype=np.float64) for matrix in matrices]
+
+
+def _missing_corrections(block: DosageBlock, contexts: list[_LinearContext]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per context: the missing-call sums of its ``corrections`` and ``outer_corrections``."""
+    out = []
+    for ctx in contexts:
+        corr, outer = missing_sums_many(block, [ctx.corrections, ctx.outer_corrections])
+        out.append((corr, outer))
+    return out
 
 
 def _triangle_positions(k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,29 +195,71 @@ def solve_near_identity(
     return solution, info
 
 
-def prefetch(iterator: Iterator) -> Iterator:
-    """Produce the next item(s) of ``iterator`` in a background thread while the caller works on
-    the current one (block decoding in numpy overlaps the torch algebra; numpy releases the GIL)."""
+def prefetch_blocks(
+    source: GenotypeSource,
+    tasks: list[tuple[Any, np.ndarray]],
+    *,
+    depth: int = 2,
+    context: Callable[[Any], Any] | None = None,
+    prepare: Callable[[DosageBlock, Any], Any] | None = None,
+) -> Iterator[tuple[Any, Any, DosageBlock, Any]]:
+    """Read, decode and prepare the blocks of ``tasks`` in background threads, ``depth`` ahead.
+
+    For each ``(key, block_index)`` of ``tasks``, in order, yields ``(key, ctx, block, prepared)``
+    with ``ctx = context(key)`` (called in the calling thread when the block is queued),
+    ``block = read_dosage_block(source, block_index)`` and ``prepared = prepare(block, ctx)``
+    (both in a worker thread; None without ``prepare``). numpy and scipy release the GIL in their
+    kernels, so on two cores the work on the next blocks overlaps the torch algebra of the
+    current one, and the cores share the work.
+
+    A yielded block is valid until the next one is requested: its dosage buffer is then reused
+    for a later block.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
-    done = object()
-    source = iter(iterator)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(next, source, done)
-        while True:
-            item = pending.result()
-            if item is done:
-                return
-            pending = pool.submit(next, source, done)  # one item in flight: next() never runs twice at once
-            yield item
+    # as many workers as torch may use threads (--threads), at most 2 for a .bed, 1 for other readers
+    workers = max(1, min(concurrent_reads(source), depth, torch.get_num_threads()))
+    pending: deque = deque()
+    free_buffers: list[BlockBuffers] = []
+    remaining = iter(tasks)
+
+    def work(block_index: np.ndarray, ctx: Any, buffer: BlockBuffers | None) -> tuple[DosageBlock, Any]:
+        block = read_dosage_block(source, block_index, buffer=buffer)
+        return block, (None if prepare is None else prepare(block, ctx))
+
+    def submit(pool: ThreadPoolExecutor, key: Any, block_index: np.ndarray) -> None:
+        ctx = None if context is None else context(key)
+        buffer = free_buffers.pop() if free_buffers else None
+        pending.append((key, ctx, pool.submit(work, block_index, ctx, buffer)))
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for key, block_index in islice(remaining, depth):
+            submit(pool, key, block_index)
+        while pending:
+            key, ctx, future = pending.popleft()
+            block, prepared = future.result()
+            following = next(remaining, None)
+            if following is not None:
+                submit(pool, *following)
+            yield key, ctx, block, prepared
+            if block.buffer is not None:  # the caller is done with this block: reuse its buffer
+                free_buffers.append(block.buffer)
 
 
-def _linear_block(block: DosageBlock, ctx: _LinearContext, device: torch.device) -> dict[str, np.ndarray]:
-    """OLS statistics for one block and one design; arrays of shape (b, P)."""
+def _linear_block(
+    block: DosageBlock,
+    ctx: _LinearContext,
+    device: torch.device,
+    sums: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """OLS statistics for one block and one design; arrays of shape (b, P). ``sums``: the block's
+    missing-call sums of ``ctx.corrections`` and ``ctx.outer_corrections`` when already computed."""
     dosage = block.dosage.to(device)
     products = exact_products(dosage, ctx.products)  # (b, 1 + k + P)
+    if sums is None:
+        sums = tuple(missing_sums_many(block, [ctx.corrections, ctx.outer_corrections]))
     with _one_thread(device):
-        return _linear_statistics(block, ctx, dosage, products, device)
+        return _linear_statistics(block, ctx, dosage, products, device, sums)
 
 
 @contextlib.contextmanager
@@ -208,7 +278,12 @@ def _one_thread(device: torch.device) -> Iterator[None]:
 
 
 def _linear_statistics(
-    block: DosageBlock, ctx: _LinearContext, dosage: torch.Tensor, products: torch.Tensor, device: torch.device
+    block: DosageBlock,
+    ctx: _LinearContext,
+    dosage: torch.Tensor,
+    products: torch.Tensor,
+    device: torch.device,
+    sums: tuple[np.ndarray, np.ndarray],
 ) -> dict[str, np.ndarray]:
     """Per-variant statistics from the complete-data products (b × (1 + k + P)) of one block."""
     design = ctx.design
@@ -217,16 +292,21 @@ def _linear_statistics(
     b = dosage.shape[0]
     q_g = products[:, 1 : 1 + k]
     g_r = products[:, 1 + k :]
-    corr = torch.from_numpy(missing_sums(block, ctx.corrections)).to(device)
+    corr = torch.from_numpy(sums[0]).to(device)
     dosage_sum = products[:, 0]
     n_missing = corr[:, 0]
     if block.packed is not None and ctx.or_mask is not None:
         # sum of squared dosages = sum of dosages + 2 x (homozygous A1 calls), counted from the bytes
-        hom_a1 = torch.from_numpy(hom_a1_counts(block.packed, ctx.or_mask).astype(np.float64)).to(device)
+        if block.hom_a1_all is not None and ctx.all_samples_used:
+            counts = block.hom_a1_all
+        else:
+            words = block.words if block.words is not None else as_words(block.packed)
+            counts = hom_a1_word_counts(words, ctx.or_words)
+        hom_a1 = torch.from_numpy(counts.astype(np.float64)).to(device)
         g_g = dosage_sum + 2.0 * hom_a1
     else:
         g_g = exact_products(dosage * dosage, ctx.weight_digits)[:, 0]
-    outer = torch.from_numpy(missing_sums(block, ctx.outer_corrections)).to(device)
+    outer = torch.from_numpy(sums[1]).to(device)
     upper, lower = _triangle_positions(k, device)
     gram = torch.empty(b, k * k, dtype=torch.float64, device=device)
     gram[:, upper] = -outer
@@ -289,6 +369,8 @@ def _variant_columns(variant_table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _p_from_t(t_stat: np.ndarray, df: np.ndarray) -> np.ndarray:
+    from scipy import special  # imported when first needed (~0.15 s of start-up)
+
     with np.errstate(invalid="ignore"):
         return 2.0 * special.stdtr(df, -np.abs(t_stat))
 
@@ -391,20 +473,32 @@ def gwas_linear(
     names = [str(c) for c in phenotypes.columns]
     stats: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in names}
     order: list[np.ndarray] = []
-    n_blocks = sum(
-        -(-len(seg) // block_size)
-        for _, seg in chromosome_segments(genotypes.variant_table, variant_index, loco_covariates)
-    )
-    blocks = prefetch(_iter_segments(genotypes, variant_index, loco_covariates, block_size))
+    tasks = [
+        (chrom, segment[start : start + block_size])
+        for chrom, segment in chromosome_segments(genotypes.variant_table, variant_index, loco_covariates)
+        for start in range(0, len(segment), block_size)
+    ]
     contexts: dict[str | None, list[_LinearContext]] = {}
-    for chrom, block in track(blocks, "linear GWAS", total=n_blocks, disable=None if progress else True):
+
+    def contexts_for(chrom: str | None) -> list[_LinearContext]:
+        # built in this thread when the chromosome's first block is queued (warnings stay in order);
+        # the blocks in flight keep a reference, so only the newest few are cached
         if chrom not in contexts:
             designs = chromosome_designs(chrom, groups, phenotypes, base_cov, cov_names, loco_covariates,
                                          sample_index, width)
-            contexts = {chrom: [_context(design) for design in designs]}
+            contexts[chrom] = [_context(design, genotypes.n_samples) for design in designs]
+            while len(contexts) > 2:
+                del contexts[next(iter(contexts))]
+        return contexts[chrom]
+
+    n_blocks = len(tasks)
+    blocks = prefetch_blocks(genotypes, tasks, context=contexts_for, prepare=_missing_corrections)
+    for _, block_contexts, block, sums in track(
+        blocks, "linear GWAS", total=n_blocks, disable=None if progress else True
+    ):
         order.append(block.variant_index)
-        for ctx in contexts[chrom]:
-            result = _linear_block(block, ctx, device)
+        for ctx, ctx_sums in zip(block_contexts, sums, strict=True):
+            result = _linear_block(block, ctx, device, ctx_sums)
             for j, name in enumerate(ctx.design.pheno_names):
                 stats[name].append({key: (value[:, j] if value.ndim == 2 else value) for key, value in result.items()})
     index = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
@@ -428,14 +522,3 @@ def gwas_linear(
         table["ERRCODE"] = merged["ERRCODE"]
         tables[name] = table.iloc[sort].reset_index(drop=True)[LINEAR_COLUMNS]
     return tables
-
-
-def _iter_segments(
-    genotypes: GenotypeSource,
-    variant_index: np.ndarray,
-    loco_covariates: pd.DataFrame | None,
-    block_size: int,
-) -> Iterator[tuple[str | None, DosageBlock]]:
-    for chrom, segment in chromosome_segments(genotypes.variant_table, variant_index, loco_covariates):
-        for block in iter_dosage_blocks(genotypes, segment, block_size):
-            yield chrom, block

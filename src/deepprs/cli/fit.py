@@ -47,6 +47,7 @@ def fit_to_bundle(
     import time
 
     from deepprs.evaluate.data import build_model, load_prs_data, params_for, read_model_config
+    from deepprs.models.base import accepts_variant_table
     from deepprs.models.bundle import save_model
     from deepprs.utils.runlog import current_run
 
@@ -76,7 +77,8 @@ def fit_to_bundle(
         resume=resume,
     )
     t0 = time.time()
-    model.fit(data.genotypes, data.phenotype, covariates=data.covariates)
+    fit_kwargs = {"variant_table": data.variant_table} if accepts_variant_table(model) else {}
+    model.fit(data.genotypes, data.phenotype, covariates=data.covariates, **fit_kwargs)
     seconds = time.time() - t0
     if run is not None:
         run.info(f"fitted {model!r} in {seconds:.1f} s")

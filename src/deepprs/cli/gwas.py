@@ -64,11 +64,24 @@ def register(app: typer.Typer) -> None:
         regression with Firth fallback; others linear regression. A1 is the counted allele (.bim
         column 5 / ALT).
         """
+        import gc
+        import time
+
+        from deepprs.assoc.bedscan import process_age, start_bed_scan, stop_bed_scan
+
+        imports_start = time.perf_counter()
+
+        # Start reading the .bed (missing calls, homozygous-A1 counts; numpy only) in a background
+        # thread before the imports below, which take 2-3 s (torch alone 1.5-2 s) on one core.
+        # (not with --cvblup-covar: its per-chromosome blocks do not follow the scan's block grid)
+        if bfile and not pfile and not bgen and not cvblup_covar:
+            start_bed_scan(bfile, block_size)
         from deepprs.assoc.gwas import run_gwas
         from deepprs.assoc.loco import read_cvblup_loco
         from deepprs.errors import InputError
         from deepprs.io.cohort import genotype_path, load_cohort
 
+        import_seconds = time.perf_counter() - imports_start
         parameters = dict(
             bfile=bfile,
             pfile=pfile,
@@ -88,21 +101,31 @@ def register(app: typer.Typer) -> None:
         )
 
         def body(log) -> None:
+            # Objects that live to the end of the process (torch's and pandas' modules, functions and
+            # registries: several hundred thousand) go to the collector's permanent generation: the
+            # run's collections, and above all the full collections the interpreter runs while it
+            # shuts down (~0.6 s of exit time with torch loaded), no longer traverse them.
+            gc.freeze()
+            age = process_age()
+            if age is not None:  # where the fixed cost goes (see benchmarks/RESULTS_gwas.md)
+                log.info(f"start-up: {age:.2f} s since the process started, of which {import_seconds:.2f} s "
+                         "importing the GWAS code (torch, pandas, numpy)")
             path, file_format = genotype_path(bfile, pfile, bgen)
             if not pheno:
                 raise InputError("--pheno FILE is required (a table with FID IID and one column per trait)")
             if block_size < 1:
                 raise InputError("--block-size must be >= 1")
-            cohort = load_cohort(
-                path,
-                file_format=file_format,
-                pheno=pheno,
-                pheno_names=split_names(pheno_name),
-                covar=covar,
-                covar_names=split_names(covar_name),
-                keep=keep,
-                remove=remove,
-            )
+            with log.step("read genotype, phenotype and covariate tables"):
+                cohort = load_cohort(
+                    path,
+                    file_format=file_format,
+                    pheno=pheno,
+                    pheno_names=split_names(pheno_name),
+                    covar=covar,
+                    covar_names=split_names(covar_name),
+                    keep=keep,
+                    remove=remove,
+                )
             log.info(f"{cohort.genotypes!r}; {cohort.alignment.report()}")
             loco = read_cvblup_loco(cvblup_covar, cohort.sample_ids) if cvblup_covar else None
             run_gwas(
@@ -116,5 +139,9 @@ def register(app: typer.Typer) -> None:
                 plots=not no_plots,
                 progress=not quiet,
             )
+            gc.freeze()  # the results are written: nothing left for the exit-time collections to walk
 
-        run_logged(out, "gwas", body, quiet=quiet, threads=threads, parameters=parameters)
+        try:
+            run_logged(out, "gwas", body, quiet=quiet, threads=threads, parameters=parameters)
+        finally:
+            stop_bed_scan()

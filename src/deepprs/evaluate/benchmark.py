@@ -36,7 +36,7 @@ from deepprs.evaluate.metrics import (
     r2_sse,
 )
 from deepprs.io.packed import PackedGenotypes
-from deepprs.models.base import is_binary_target
+from deepprs.models.base import accepts_variant_table, is_binary_target
 from deepprs.models.screening import clump, marginal_association
 from deepprs.utils.runlog import atomic_output, atomic_path, current_run, track
 
@@ -198,7 +198,12 @@ def run_benchmark(
             x_test = _subset_variants(x_test, clumped_cache[fold])
         model = build_model(name, params_for(name, config), seed=seed, device=device, linear_twin=twin)
         t0 = time.time()
-        model.fit(x_train, y[train], covariates=cov_train)
+        fit_kwargs: dict[str, Any] = {}
+        if variant_table is not None and accepts_variant_table(model):
+            fit_kwargs["variant_table"] = (
+                variant_table.iloc[clumped_cache[fold]].reset_index(drop=True) if suffix else variant_table
+            )
+        model.fit(x_train, y[train], covariates=cov_train, **fit_kwargs)
         fit_seconds = time.time() - t0
         pred = np.asarray(model.predict(x_test, covariates=cov_test), dtype=np.float64)
         key = label + suffix

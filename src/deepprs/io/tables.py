@@ -25,9 +25,19 @@ def _read_raw(path: str | Path, what: str) -> pd.DataFrame:
     if not path.exists():
         raise InputError(f"{what} file {path} does not exist")
     try:
-        table = pd.read_csv(path, sep=r"\s+", dtype=str, keep_default_na=False, engine="python")
+        table = pd.read_csv(path, sep=r"\s+", dtype=str, keep_default_na=False, engine="c")
     except pd.errors.EmptyDataError as exc:
         raise InputError(f"{what} file {path} is empty") from exc
+    except pd.errors.ParserError as exc:
+        detail = str(exc).strip().split(". ")[-1]
+        raise InputError(f"{what} file {path}: a row has more fields than the header ({detail})") from exc
+    # whitespace-separated fields are never empty: an empty (or NaN) cell means the row ran out of fields
+    short = (table.isna() | (table == "")).any(axis=1).to_numpy()
+    if short.any():
+        row = int(np.flatnonzero(short)[0]) + 2
+        raise InputError(
+            f"{what} file {path}: line {row} has fewer fields than the header; write NA for missing values"
+        )
     columns = list(table.columns)
     if columns and columns[0].startswith("#"):
         columns[0] = columns[0][1:]

@@ -147,3 +147,12 @@ class PRSModel:
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"
+
+
+def accepts_variant_table(model: PRSModel) -> bool:
+    """Whether ``model.fit`` takes ``variant_table=`` (positions for kb windows, e.g. ``ct``'s clumping).
+
+    Callers that hold the training genotypes' variant table (the benchmark harness, ``deepprs fit``)
+    pass it to such models; the others never see it.
+    """
+    return "variant_table" in inspect.signature(model.fit).parameters

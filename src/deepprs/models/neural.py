@@ -24,10 +24,22 @@ offset, and average ``n_seeds`` independently initialised networks.  Quantitativ
 fitted with MSE on the standardised trait; binary (0/1) traits with BCE-with-logits and
 ``pos_weight = n_controls / n_cases`` (class balancing; the logits' intercept is therefore the
 balanced one); ``predict`` returns trait-scale values or logits.
+
+Training recipe options shared by every network (and, unchanged, by its linear twin):
+``optimizer`` ('adam' default, 'sgd' = SGD + momentum 0.9 as in Kelemen et al.), ``ema_decay``
+(Polyak / exponential moving average of the weights, used for validation, early stopping and the
+returned model), ``tune_grid`` (in-fold search over lr / weight_decay / optimizer / ema_decay /
+dropout / batch_size on the validation split) and ``refit`` (retrain on the whole training set for
+the early-stopped epoch count).  On additive simulated traits the twin trained with
+``optimizer='sgd', ema_decay=0.999`` matches ridge far more closely than with Adam
+(benchmarks/RESULTS_prs_acceptance.md): early-stopped gradient descent on a linear model follows
+(approximately) the ridge path, Adam's per-coordinate rescaling does not, and averaging removes
+the mini-batch noise of the last iterates.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import Any
@@ -377,6 +389,19 @@ class NeuralPRS(PRSModel):
     checkpoint_dir, resume
         Per-member checkpoints in ``checkpoint_dir/member<i>`` (refit phase:
         ``member<i>/refit``); ``resume=True`` continues them.
+    ema_decay : float, optional
+        Polyak averaging: validation, early stopping and the returned weights use an exponential
+        moving average of the weights over optimizer steps (``train_network(ema_decay=...)``;
+        0.999 with the warm-up ``min(d, (1 + t) / (10 + t))`` averages roughly the last 10 % of
+        the steps).  It removes most of the iterate noise that separates an SGD-trained linear
+        twin from the exact ridge solution.
+    tune_grid : dict, optional
+        In-fold tuning of the training recipe, e.g. ``{"weight_decay": [1e-4, 0.01, 0.1]}``
+        (keys from ``NeuralPRS.TUNABLE``: lr, weight_decay, optimizer, ema_decay, dropout,
+        batch_size; the product grid is searched).  Member 0 is trained with early stopping
+        once per grid point on the gradient-step samples; the point with the lowest validation
+        loss is used for every member and the refit (``best_params_``, ``tuning_``).  A linear
+        twin tunes over the same grid, so it keeps the network's recipe.
     refit : bool
         After early stopping picks each member's best epoch count on the validation split,
         retrain it from scratch (same seed) on *all* training samples for that many epochs, so no
@@ -395,6 +420,8 @@ class NeuralPRS(PRSModel):
         of the early-stopping (selection) phase
     refit_history_ : list of dict, the same for the ``refit`` phase (no validation losses)
     best_epochs_ : list of int
+    best_params_ : dict, the ``tune_grid`` point chosen (empty without a grid)
+    tuning_ : list of dict, every grid point with its ``best_val_loss`` and ``best_epoch``
     val_score_ : float, R² (squared correlation) or AUC of the ensemble on the validation split
     task_ : 'regression' or 'binary'
     """
@@ -555,47 +582,129 @@ class NeuralPRS(PRSModel):
         self.networks_, self.history_, self.best_epochs_ = [], [], []
         self.refit_history_: list[dict[str, float]] = []
         seed0 = 0 if self.random_state is None else int(self.random_state)
-        for member in range(int(self.n_seeds)):
-            seed = seed0 + member
-            torch.manual_seed(seed)
-            network = self._build_network(len(self.selected_variants_), side.shape[1])
-            checkpoint = None if self.checkpoint_dir is None else Path(self.checkpoint_dir) / f"member{member}"
-            result = train_network(
-                network,
-                self._loss_fn(),
-                X_used,
-                target,
-                covariates=side,
-                train_index=train_index,
-                val_index=val_index,
-                center=self.center_[self.selected_variants_],
-                scale=self.scale_[self.selected_variants_],
-                epochs=int(self.epochs),
-                batch_size=int(self.batch_size),
-                optimizer=self.optimizer,
-                lr=float(self.lr),
-                weight_decay=float(self.weight_decay),
-                patience=self.patience,
-                device=device,
-                amp=self.amp,
-                seed=seed,
-                checkpoint_dir=checkpoint,
-                resume=self.resume,
-                val_loss_fn=self._val_loss_fn(),
-                keep_initial=self.keep_initial_state,
-            )
-            self.networks_.append(network)
-            self.history_.extend(dict(record, member=member) for record in result.history)
-            self.best_epochs_.append(result.best_epoch)
-        self.val_score_ = float("nan")
-        if len(val_index) > 1:
-            val_output = self._ensemble_output(X_used, side, val_index, None)
-            self.val_score_ = _score(y[val_index], val_output, self.task_ == "binary")
-        # scored with the early-stopping networks: after the refit the validation samples are seen
-        self._after_fit(X_used, y, side, val_index)
-        if getattr(self, "refit", False) and len(val_index):
-            self._refit_all(X_used, target, side, seed0, device)
+        grid = self._tuning_grid()
+        if grid and not len(val_index):
+            raise InputError(f"{self.name}: tune_grid needs a validation split (val_fraction > 0)")
+        self.tuning_: list[dict[str, Any]] = []
+        first: tuple[nn.Module, Any] | None = None
+        self.best_params_: dict[str, Any] = {}
+        if grid and len(val_index):
+            # in-fold tuning: member 0 trained once per grid point, the lowest validation loss wins
+            best_loss = math.inf
+            for point in grid:
+                with self._overridden(point):
+                    network, result = self._train_member(0, seed0, X_used, target, side, train_index, val_index, device)
+                record = dict(point, best_val_loss=float(result.best_val_loss), best_epoch=int(result.best_epoch))
+                self.tuning_.append(record)
+                if result.best_val_loss < best_loss:
+                    best_loss, first, self.best_params_ = result.best_val_loss, (network, result), dict(point)
+        with self._overridden(self.best_params_):
+            for member in range(int(self.n_seeds)):
+                if member == 0 and first is not None:
+                    network, result = first
+                else:
+                    network, result = self._train_member(
+                        member, seed0, X_used, target, side, train_index, val_index, device
+                    )
+                self.networks_.append(network)
+                self.history_.extend(dict(record, member=member) for record in result.history)
+                self.best_epochs_.append(result.best_epoch)
+            self.val_score_ = float("nan")
+            if len(val_index) > 1:
+                val_output = self._ensemble_output(X_used, side, val_index, None)
+                self.val_score_ = _score(y[val_index], val_output, self.task_ == "binary")
+            # scored with the early-stopping networks: after the refit the validation samples are seen
+            self._after_fit(X_used, y, side, val_index)
+            if getattr(self, "refit", False) and len(val_index):
+                self._refit_all(X_used, target, side, seed0, device)
         return self
+
+    TUNABLE = ("lr", "weight_decay", "optimizer", "ema_decay", "dropout", "batch_size")
+    """Parameters ``tune_grid`` may search (training recipe only: the architecture stays fixed)."""
+
+    def _tuning_grid(self) -> list[dict[str, Any]]:
+        """The product grid of ``tune_grid`` (empty without one)."""
+        import itertools
+
+        spec = getattr(self, "tune_grid", None) or {}
+        if not spec:
+            return []
+        unknown = sorted(set(spec) - set(self.TUNABLE))
+        if unknown:
+            raise InputError(
+                f"{self.name}: tune_grid cannot search {', '.join(unknown)}; choose from {', '.join(self.TUNABLE)}"
+            )
+        names = sorted(spec)
+        values = [list(spec[name]) if isinstance(spec[name], (list, tuple)) else [spec[name]] for name in names]
+        if any(len(v) == 0 for v in values):
+            raise InputError(f"{self.name}: tune_grid has an empty list of values")
+        return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
+
+    @contextlib.contextmanager
+    def _overridden(self, params: dict[str, Any]):
+        """Temporarily set hyper-parameters (the tuned values) on the estimator."""
+        saved = {key: getattr(self, key) for key in params}
+        try:
+            for key, value in params.items():
+                setattr(self, key, value)
+            yield
+        finally:
+            for key, value in saved.items():
+                setattr(self, key, value)
+
+    def _train_member(
+        self,
+        member: int,
+        seed0: int,
+        X_used: GenotypeInput,
+        target: np.ndarray,
+        side: np.ndarray,
+        train_index: np.ndarray,
+        val_index: np.ndarray,
+        device,
+    ):
+        """Build member ``member`` (seed ``seed0 + member``) and train it with early stopping."""
+        seed = seed0 + member
+        torch.manual_seed(seed)
+        network = self._build_network(len(self.selected_variants_), side.shape[1])
+        checkpoint = None if self.checkpoint_dir is None else Path(self.checkpoint_dir) / f"member{member}"
+        if checkpoint is not None and getattr(self, "tune_grid", None):
+            checkpoint = checkpoint / "_".join(f"{k}{v}" for k, v in sorted(self._current_tuned().items()))
+        result = train_network(
+            network,
+            self._loss_fn(),
+            X_used,
+            target,
+            covariates=side,
+            train_index=train_index,
+            val_index=val_index,
+            epochs=int(self.epochs),
+            patience=self.patience,
+            seed=seed,
+            checkpoint_dir=checkpoint,
+            resume=self.resume,
+            keep_initial=self.keep_initial_state,
+            **self._recipe(device),
+        )
+        return network, result
+
+    def _recipe(self, device) -> dict[str, Any]:
+        """``train_network`` arguments shared by the early-stopping and the refit phase."""
+        return {
+            "center": self.center_[self.selected_variants_],
+            "scale": self.scale_[self.selected_variants_],
+            "batch_size": int(self.batch_size),
+            "optimizer": self.optimizer,
+            "lr": float(self.lr),
+            "weight_decay": float(self.weight_decay),
+            "device": device,
+            "amp": self.amp,
+            "val_loss_fn": self._val_loss_fn(),
+            "ema_decay": getattr(self, "ema_decay", None),
+        }
+
+    def _current_tuned(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in (getattr(self, "tune_grid", None) or {})}
 
     def _refit_all(self, X_used: GenotypeInput, target: np.ndarray, side: np.ndarray, seed0: int, device) -> None:
         """Retrain every member from scratch on all training samples for its best epoch count.
@@ -627,20 +736,12 @@ class NeuralPRS(PRSModel):
                 covariates=side,
                 train_index=all_index,
                 val_index=None,
-                center=self.center_[self.selected_variants_],
-                scale=self.scale_[self.selected_variants_],
                 epochs=int(best_epoch) + 1,
-                batch_size=int(self.batch_size),
-                optimizer=self.optimizer,
-                lr=float(self.lr),
-                weight_decay=float(self.weight_decay),
                 patience=None,
-                device=device,
-                amp=self.amp,
                 seed=seed,
                 checkpoint_dir=checkpoint,
                 resume=resume,
-                val_loss_fn=self._val_loss_fn(),
+                **self._recipe(device),
             )
             self.networks_[member] = network
             self.refit_history_.extend(dict(record, member=member) for record in result.history)
@@ -731,6 +832,8 @@ class NeuralPRS(PRSModel):
             "val_score": float(self.val_score_),
             "history": self.history_,
             "refit_history": getattr(self, "refit_history_", []),
+            "best_params": getattr(self, "best_params_", {}),
+            "tuning": getattr(self, "tuning_", []),
         }
 
     def _n_side(self) -> int:
@@ -746,6 +849,8 @@ class NeuralPRS(PRSModel):
         self.val_score_ = float(metadata.get("val_score", float("nan")))
         self.history_ = list(metadata.get("history", []))
         self.refit_history_ = list(metadata.get("refit_history", []))
+        self.best_params_ = dict(metadata.get("best_params", {}))
+        self.tuning_ = list(metadata.get("tuning", []))
         self.center_ = state["center"].numpy().astype(np.float64)
         self.scale_ = state["scale"].numpy().astype(np.float64)
         self.selected_variants_ = state["selected_variants"].numpy().astype(np.int64)
@@ -772,7 +877,9 @@ class MLPPRS(NeuralPRS):
     """Knet-style MLP (Kelemen et al. 2025): hidden 100 → 50 → 25, BatchNorm, Softplus, dropout 0.3.
 
     Kelemen et al. trained with SGD + momentum (``optimizer='sgd'``); the default here is Adam,
-    which needs no learning-rate tuning at N of a few thousand.
+    which needs less learning-rate tuning.  For a linear twin that matches ridge on additive
+    traits use ``optimizer='sgd', ema_decay=0.999`` with lr about 1e-2 at M of a few hundred and
+    3e-4 at M of a few thousand (or ``tune_grid={"lr": [...]}``); see the module docstring.
     """
 
     def __init__(
@@ -799,6 +906,8 @@ class MLPPRS(NeuralPRS):
         checkpoint_dir: str | None = None,
         resume: bool = False,
         refit: bool = True,
+        ema_decay: float | None = None,
+        tune_grid: dict[str, list[Any]] | None = None,
         task: str = "auto",
     ) -> None:
         self._set_params(locals())
@@ -846,6 +955,8 @@ class LCNPRS(NeuralPRS):
         checkpoint_dir: str | None = None,
         resume: bool = False,
         refit: bool = True,
+        ema_decay: float | None = None,
+        tune_grid: dict[str, list[Any]] | None = None,
         task: str = "auto",
     ) -> None:
         self._set_params(locals())
@@ -897,6 +1008,8 @@ class AttentionPRS(NeuralPRS):
         checkpoint_dir: str | None = None,
         resume: bool = False,
         refit: bool = True,
+        ema_decay: float | None = None,
+        tune_grid: dict[str, list[Any]] | None = None,
         task: str = "auto",
     ) -> None:
         self._set_params(locals())
@@ -959,6 +1072,8 @@ class VAEPRS(NeuralPRS):
         checkpoint_dir: str | None = None,
         resume: bool = False,
         refit: bool = True,
+        ema_decay: float | None = None,
+        tune_grid: dict[str, list[Any]] | None = None,
         task: str = "auto",
     ) -> None:
         self._set_params(locals())
@@ -1025,10 +1140,20 @@ class HybridPRS(NeuralPRS):
     state (``keep_initial_state``): when no epoch lowers the validation loss below it, the fitted
     hybrid is exactly the linear model (``best_epochs_`` holds -1).
 
+    Keeping the linear path unless the network helps: after early stopping, the network's
+    output is added with a weight ``delta_weight_`` in [0, 1] chosen on the validation split
+    (grid of 21 values, lowest mean validation loss of ``skip + w · delta``), and ``w`` is set
+    to 0 — the fitted hybrid *is* the linear model, bit for bit, and no refit runs — unless the
+    mean per-sample loss reduction exceeds ``min_gain_se`` standard errors (a one-standard-error
+    rule; the validation split also picked the epoch, so a gain within noise is not trusted).
+    ``predict`` returns ``linear score + y_sd · w · delta``.  Without a validation split
+    (``val_fraction=0``) there is nothing to decide on and ``w`` is 1.
+
     Fitted attributes (besides :class:`NeuralPRS`'s): ``linear_model_`` (the full-training
     linear model), ``linear_path_r2_`` (R², squared correlation, of the out-of-fold linear score
     on the validation split) and ``hybrid_gain_`` (the hybrid's R² minus ``linear_path_r2_`` on
-    the same samples).
+    the same samples, with ``delta_weight_`` applied), ``delta_weight_`` and ``delta_gain_``
+    (mean per-sample validation loss reduction of the unshrunk choice and its standard error).
     """
 
     keep_initial_state = True  # early stopping may keep the exact linear path (best_epochs_ = -1)
@@ -1039,6 +1164,7 @@ class HybridPRS(NeuralPRS):
         linear_model: str = "ridge",
         linear_params: dict[str, Any] | None = None,
         linear_folds: int = 5,
+        min_gain_se: float = 2.0,
         hidden: tuple[int, ...] | list[int] = (64, 32),
         dropout: float = 0.3,
         activation: str = "softplus",
@@ -1059,6 +1185,8 @@ class HybridPRS(NeuralPRS):
         checkpoint_dir: str | None = None,
         resume: bool = False,
         refit: bool = True,
+        ema_decay: float | None = None,
+        tune_grid: dict[str, list[Any]] | None = None,
         task: str = "auto",
     ) -> None:
         self._set_params(locals())
@@ -1105,17 +1233,59 @@ class HybridPRS(NeuralPRS):
     def _member_output(self, network: nn.Module, x: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
         return network.delta(x, side)
 
+    def _per_sample_loss(self, target: np.ndarray, output: np.ndarray) -> np.ndarray:
+        """The training loss per sample: squared error (standardised trait) or weighted BCE on logits."""
+        if self.task_ == "binary":
+            log_p = -np.logaddexp(0.0, -output)
+            log_q = -np.logaddexp(0.0, output)
+            return -(self.pos_weight_ * target * log_p + (1.0 - target) * log_q)
+        return (target - output) ** 2
+
+    def _choose_delta_weight(
+        self, target: np.ndarray, skip: np.ndarray, delta: np.ndarray
+    ) -> tuple[float, float, float]:
+        """Weight w in [0, 1] of the network delta on the validation split, and the loss gain.
+
+        ``w`` minimises the mean validation loss of ``skip + w · delta`` over a grid of 21
+        values; it is then set to 0 (the exact linear path) unless the mean per-sample loss
+        reduction exceeds ``min_gain_se`` standard errors of that mean (a one-standard-error
+        rule: the validation split also chose the epoch, so a small gain is mostly noise).
+        Returns (w, mean gain, its standard error) for the chosen w before the rule.
+        """
+        base = self._per_sample_loss(target, skip)
+        best_w, best_loss = 0.0, float(base.mean())
+        for w in np.linspace(0.0, 1.0, 21)[1:]:
+            loss = float(self._per_sample_loss(target, skip + w * delta).mean())
+            if loss < best_loss - 1e-15:
+                best_w, best_loss = float(w), loss
+        gain = base - self._per_sample_loss(target, skip + best_w * delta)
+        mean_gain = float(gain.mean())
+        se = float(gain.std(ddof=1) / math.sqrt(len(gain))) if len(gain) > 1 else math.inf
+        if best_w > 0 and not mean_gain > float(self.min_gain_se) * se:
+            best_w = 0.0
+        return best_w, mean_gain, se
+
     def _after_fit(self, X_used: GenotypeInput, y: np.ndarray, side: np.ndarray, val_index: np.ndarray) -> None:
         self.linear_path_r2_ = float("nan")
         self.hybrid_gain_ = float("nan")
+        self.delta_weight_ = 1.0
+        self.delta_gain_ = (float("nan"), float("nan"))
         if len(val_index) > 1:
             skip = self.oof_linear_score_[val_index]
             delta = self._ensemble_output(X_used, side, val_index, None)
-            hybrid = skip + self.y_sd_ * delta
-            self.linear_path_r2_ = _score(y[val_index], skip, False)
-            self.hybrid_gain_ = _score(y[val_index], hybrid, False) - self.linear_path_r2_
+            target = (y[val_index] - self.y_mean_) / self.y_sd_
+            weight, mean_gain, se = self._choose_delta_weight(target, self._skip_scale(skip), delta)
+            self.delta_weight_, self.delta_gain_ = weight, (mean_gain, se)
+            hybrid = skip + self.y_sd_ * weight * delta
+            self.linear_path_r2_ = _score(y[val_index], skip, self.task_ == "binary")
+            self.hybrid_gain_ = _score(y[val_index], hybrid, self.task_ == "binary") - self.linear_path_r2_
         # the base class scored the delta alone; score the full hybrid output instead
         self.val_score_ = self.linear_path_r2_ + self.hybrid_gain_ if len(val_index) > 1 else float("nan")
+
+    def _refit_all(self, X_used: GenotypeInput, target: np.ndarray, side: np.ndarray, seed0: int, device) -> None:
+        if self.delta_weight_ == 0.0:
+            return  # the linear path is kept exactly: no network to refit
+        super()._refit_all(X_used, target, side, seed0, device)
 
     def predict(self, X: GenotypeInput, *, covariates: np.ndarray | None = None) -> np.ndarray:
         """``linear score + y_sd · delta``: exactly the linear model's prediction when delta = 0."""
@@ -1131,8 +1301,11 @@ class HybridPRS(NeuralPRS):
             np.float32
         )
         variant_index = None if len(self.selected_variants_) == self.n_variants_in_ else self.selected_variants_
+        weight = float(getattr(self, "delta_weight_", 1.0))
+        if weight == 0.0:
+            return linear_score  # exactly the linear path
         delta = self._ensemble_output(X, side, None, variant_index)
-        return linear_score + self.y_sd_ * delta
+        return linear_score + self.y_sd_ * weight * delta
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = super().state_dict()
@@ -1149,6 +1322,7 @@ class HybridPRS(NeuralPRS):
                 "linear_metadata": self.linear_model_.extra_metadata(),
                 "linear_path_r2": float(self.linear_path_r2_),
                 "hybrid_gain": float(self.hybrid_gain_),
+                "delta_weight": float(self.delta_weight_),
             }
         )
         return meta
@@ -1161,4 +1335,5 @@ class HybridPRS(NeuralPRS):
         )
         self.linear_path_r2_ = float(metadata.get("linear_path_r2", float("nan")))
         self.hybrid_gain_ = float(metadata.get("hybrid_gain", float("nan")))
+        self.delta_weight_ = float(metadata.get("delta_weight", 1.0))
         return self
