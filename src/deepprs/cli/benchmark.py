@@ -47,11 +47,18 @@ def benchmark_from_files(
     prevalence: float | None = None,
     seed: int = 0,
     device: str = "auto",
+    score_weights: list[str] | None = None,
+    cvblup_feature: bool = False,
 ):
-    """Python API behind ``deepprs benchmark``: load files, make folds, run, write DIR/*."""
+    """Python API behind ``deepprs benchmark``: load files, make folds, run, write DIR/*.
+
+    ``score_weights``: plink2 ``--score`` files (``ID A1 BETA``) whose scores become covariate
+    columns named after the files; ``cvblup_feature``: the in-fold cvBLUP as a covariate column.
+    """
     from deepprs.errors import InputError
     from deepprs.evaluate.benchmark import run_benchmark, write_benchmark
     from deepprs.evaluate.data import load_prs_data, read_model_config
+    from deepprs.evaluate.features import read_score_weights
     from deepprs.train.cv import make_folds, read_folds_file
     from deepprs.utils.runlog import current_run
 
@@ -74,6 +81,9 @@ def benchmark_from_files(
         folds = read_folds_file(folds_file, data.sample_ids)
     else:
         folds = make_folds(data.sample_ids, n_folds or 5, seed, group_by=group_by)
+    weights = {Path(f).name: read_score_weights(f) for f in score_weights or []}
+    if len(weights) != len(score_weights or []):
+        raise InputError("--score-weights: two files have the same name")
     result = run_benchmark(
         data.genotypes,
         data.phenotype,
@@ -88,6 +98,8 @@ def benchmark_from_files(
         prevalence=prevalence,
         joint_tagging_check=joint_tagging_check,
         device=device,
+        score_weights=weights,
+        cvblup_feature=cvblup_feature,
     )
     result.settings.update(
         {
@@ -131,6 +143,13 @@ def register(app: typer.Typer) -> None:
         prevalence: Annotated[
             float | None, typer.Option("--prevalence", help="population prevalence (liability R2)")
         ] = None,
+        score_weights: Annotated[
+            list[str] | None,
+            typer.Option("--score-weights", help="external PRS weights files (ID A1 BETA), comma-separated"),
+        ] = None,
+        cvblup_feature: Annotated[
+            bool, typer.Option("--cvblup-feature", help="add the cvBLUP (fitted inside each training fold) as an input")
+        ] = False,
         seed: Seed = 0,
         device: Device = "auto",
         threads: Threads = None,
@@ -173,6 +192,8 @@ def register(app: typer.Typer) -> None:
                 prevalence=prevalence,
                 seed=seed,
                 device=device,
+                score_weights=split_names(score_weights),
+                cvblup_feature=cvblup_feature,
             )
 
         run_logged(
@@ -188,5 +209,7 @@ def register(app: typer.Typer) -> None:
                 "n_boot": n_boot,
                 "seed": seed,
                 "joint_tagging_check": joint_tagging_check,
+                "score_weights": score_weights,
+                "cvblup_feature": cvblup_feature,
             },
         )

@@ -42,11 +42,22 @@ def fit_to_bundle(
     resume: bool = False,
     seed: int = 0,
     device: str = "auto",
+    score_weights: list[str] | None = None,
+    cvblup_feature: bool = False,
 ) -> Path:
-    """Python API behind ``deepprs fit``: load, fit ``model_name`` and save the bundle in ``out_dir``."""
+    """Python API behind ``deepprs fit``: load, fit ``model_name`` and save the bundle in ``out_dir``.
+
+    ``score_weights`` (plink2 ``--score`` files) and ``cvblup_feature`` add extra inputs after the
+    covariates (:func:`deepprs.evaluate.features.training_features`); the bundle keeps their weights,
+    so ``deepprs predict`` rebuilds them for new samples.
+    """
     import time
 
+    import numpy as np
+
+    from deepprs.errors import InputError
     from deepprs.evaluate.data import build_model, load_prs_data, params_for, read_model_config
+    from deepprs.evaluate.features import read_score_weights, training_features
     from deepprs.models.base import accepts_variant_table
     from deepprs.models.bundle import save_model
     from deepprs.utils.runlog import current_run
@@ -67,6 +78,26 @@ def fit_to_bundle(
             f"samples: {data.report}; {data.genotypes.n_variants} variants; "
             f"{len(data.covariate_names)} covariate columns"
         )
+    weights = {Path(f).name: read_score_weights(f) for f in score_weights or []}
+    if len(weights) != len(score_weights or []):
+        raise InputError("--score-weights: two files have the same name")
+    extra, features, reports = training_features(
+        data.genotypes,
+        data.variant_table,
+        data.phenotype,
+        data.covariates,
+        score_weights=weights,
+        cvblup=cvblup_feature,
+    )
+    covariates = data.covariates
+    if extra is not None:
+        covariates = extra if covariates is None else np.column_stack([covariates, extra])
+    if run is not None:
+        for name, report in zip(weights, reports, strict=True):
+            run.info(f"model input {name}: {report['matched']} of {report['n_weights']} weights matched "
+                     f"({report['flipped']} flipped, {report['absent']} absent, {report['allele_mismatch']} mismatch)")
+        if cvblup_feature:
+            run.info("model input cvblup: leave-one-out cvBLUP of every training sample")
     params = params_for(model_name, read_model_config(config))
     model = build_model(
         model_name,
@@ -78,7 +109,7 @@ def fit_to_bundle(
     )
     t0 = time.time()
     fit_kwargs = {"variant_table": data.variant_table} if accepts_variant_table(model) else {}
-    model.fit(data.genotypes, data.phenotype, covariates=data.covariates, **fit_kwargs)
+    model.fit(data.genotypes, data.phenotype, covariates=covariates, **fit_kwargs)
     seconds = time.time() - t0
     if run is not None:
         run.info(f"fitted {model!r} in {seconds:.1f} s")
@@ -87,16 +118,15 @@ def fit_to_bundle(
         "phenotype_file": str(pheno),
         "phenotype": data.phenotype_name,
         "covariates": data.covariate_names,
+        "extra_inputs": [feature.name for feature in features],
         "n_samples": int(len(data.phenotype)),
         "n_variants": int(data.genotypes.n_variants),
         "seed": seed,
         "fit_seconds": round(seconds, 3),
     }
-    directory = save_model(model, out_dir, variant_table=data.variant_table, training_info=info)
+    directory = save_model(model, out_dir, variant_table=data.variant_table, training_info=info, features=features)
     if hasattr(model, "pip_"):
         # BayesR: posterior inclusion probability of every variant, effect allele named
-        import numpy as np
-
         from deepprs.utils.runlog import atomic_output
 
         order = np.argsort(-np.asarray(model.pip_), kind="stable")
@@ -127,6 +157,13 @@ def register(app: typer.Typer) -> None:
         remove: Remove = None,
         config: Annotated[str | None, typer.Option("--config", help="JSON file of model parameters")] = None,
         resume: Annotated[bool, typer.Option("--resume", help="continue neural training from checkpoints")] = False,
+        score_weights: Annotated[
+            list[str] | None,
+            typer.Option("--score-weights", help="external PRS weights files (ID A1 BETA) as extra inputs"),
+        ] = None,
+        cvblup_feature: Annotated[
+            bool, typer.Option("--cvblup-feature", help="add the leave-one-out cvBLUP as an input")
+        ] = False,
         seed: Seed = 0,
         device: Device = "auto",
         threads: Threads = None,
@@ -161,6 +198,8 @@ def register(app: typer.Typer) -> None:
                 resume=resume,
                 seed=seed,
                 device=device,
+                score_weights=split_names(score_weights),
+                cvblup_feature=cvblup_feature,
             )
             log.info(f"model bundle written to {directory}")
 
@@ -170,5 +209,13 @@ def register(app: typer.Typer) -> None:
             body,
             quiet=quiet,
             threads=threads,
-            parameters={"model": model, "out": out, "config": config, "seed": seed, "resume": resume},
+            parameters={
+                "model": model,
+                "out": out,
+                "config": config,
+                "seed": seed,
+                "resume": resume,
+                "score_weights": score_weights,
+                "cvblup_feature": cvblup_feature,
+            },
         )

@@ -26,6 +26,8 @@ import pandas as pd
 
 from deepprs.errors import InputError
 from deepprs.evaluate.data import build_model, is_linear_model, params_for
+from deepprs.evaluate.features import cvblup_feature as cvblup_feature_fn
+from deepprs.evaluate.features import external_score
 from deepprs.evaluate.metrics import (
     auc,
     bootstrap_ci,
@@ -94,6 +96,25 @@ def clumped_variants(
     return np.sort(kept)
 
 
+def external_features(
+    genotypes: PackedGenotypes | np.ndarray, variant_table: pd.DataFrame | None, score_weights: dict[str, pd.DataFrame]
+) -> np.ndarray | None:
+    """One ``SCORE_SUM`` column per external weights table (no phenotype used: computed for all samples)."""
+    if not score_weights:
+        return None
+    if variant_table is None:
+        raise InputError("external PRS weights need the genotype file's variant table to match variant IDs")
+    columns = []
+    for name, weights in score_weights.items():
+        score, report = external_score(genotypes, variant_table, weights)
+        _log(
+            f"external score {name}: {report['matched']} of {report['n_weights']} weights used "
+            f"({report['flipped']} flipped, {report['absent']} absent, {report['allele_mismatch']} allele mismatch)"
+        )
+        columns.append(score)
+    return np.column_stack(columns)
+
+
 def _subset_variants(genotypes: PackedGenotypes | np.ndarray, variants: np.ndarray) -> PackedGenotypes | np.ndarray:
     if isinstance(genotypes, PackedGenotypes):
         from deepprs.models.screening import dense_columns
@@ -134,6 +155,8 @@ def run_benchmark(
     prevalence: float | None = None,
     joint_tagging_check: bool = False,
     device: str | None = None,
+    score_weights: dict[str, pd.DataFrame] | None = None,
+    cvblup_feature: bool = False,
 ) -> BenchmarkResult:
     """Cross-validate ``models`` on the given folds.
 
@@ -150,6 +173,13 @@ def run_benchmark(
         Model parameters, ``{model_name: {...}}``.
     prevalence
         Population prevalence for the liability-scale R² of a 0/1 trait.
+    score_weights
+        ``{name: weights}`` external PRS weights (``ID A1 BETA``, :func:`read_score_weights`); each
+        adds its ``SCORE_SUM`` as a covariate column of every model (needs ``variant_table``).
+    cvblup_feature
+        Add the cvBLUP as a covariate column, fitted inside each training fold
+        (:func:`deepprs.evaluate.features.cvblup_feature`: LOO cvBLUP for training samples,
+        out-of-sample BLUP for test samples).
 
     Returns
     -------
@@ -182,12 +212,25 @@ def run_benchmark(
         for suffix in (["", "@clumped"] if joint_tagging_check else [""])
         for run in runs
     ]
+    external = external_features(genotypes, variant_table, score_weights or {})
+    base_covariates = covariates
+    if external is not None:
+        covariates = external if covariates is None else np.column_stack([covariates, external])
     clumped_cache: dict[Any, np.ndarray] = {}
+    cvblup_cache: dict[Any, tuple[np.ndarray, np.ndarray]] = {}
     for fold, suffix, (label, name, twin) in track(jobs, "benchmark"):
         train = np.flatnonzero(folds != fold)
         test = np.flatnonzero(folds == fold)
         cov_train = None if covariates is None else covariates[train]
         cov_test = None if covariates is None else covariates[test]
+        if cvblup_feature:
+            if fold not in cvblup_cache:
+                train_feature, test_feature, h2 = cvblup_feature_fn(genotypes, y, train, test, base_covariates)
+                cvblup_cache[fold] = (train_feature, test_feature)
+                _log(f"fold {fold}: in-fold cvBLUP feature (REML h2 {h2:.3f} on the training samples)")
+            train_feature, test_feature = cvblup_cache[fold]
+            cov_train = train_feature[:, None] if cov_train is None else np.column_stack([cov_train, train_feature])
+            cov_test = test_feature[:, None] if cov_test is None else np.column_stack([cov_test, test_feature])
         x_train = _subset_rows(genotypes, train)
         x_test = _subset_rows(genotypes, test)
         if suffix:
@@ -256,6 +299,8 @@ def run_benchmark(
         "seed": seed,
         "joint_tagging_check": joint_tagging_check,
         "config": config,
+        "score_weights": sorted(score_weights or {}),
+        "cvblup_feature": cvblup_feature,
     }
     return BenchmarkResult(
         results=results, predictions=prediction_table, summary=summary, settings=settings, phenotype=y

@@ -77,6 +77,7 @@ def save_model(
     *,
     variant_table: pd.DataFrame,
     training_info: dict[str, Any] | None = None,
+    features: list | None = None,
 ) -> Path:
     """Write a fitted model as a bundle directory (files appear atomically).
 
@@ -89,6 +90,10 @@ def save_model(
         input variant, in model order; or an already formatted bundle table (``ID ... CENTER``).
     training_info
         JSON-serialisable facts about the fit (phenotype name, sample count, seed, ...).
+    features
+        Extra inputs the model was trained with after the user's covariates
+        (:class:`deepprs.evaluate.features.FeatureScore`, in column order): each is saved as
+        ``feature<i>.tsv`` (``ID A1 BETA``) so that :func:`predict_from_bundle` rebuilds it.
     """
     from safetensors.torch import save_file
 
@@ -116,7 +121,14 @@ def save_model(
         "effect_allele": EFFECT_ALLELE_CONVENTION,
         "n_variants": int(len(table)),
         "training_info": _jsonable(training_info or {}),
+        "features": [
+            {"name": feature.name, "file": f"feature{i}.tsv", "offset": float(feature.offset)}
+            for i, feature in enumerate(features or [])
+        ],
     }
+    for i, feature in enumerate(features or []):
+        with atomic_output(directory / f"feature{i}.tsv") as handle:
+            feature.weights[["ID", "A1", "BETA"]].to_csv(handle, sep="\t", index=False, float_format="%.12g")
     with atomic_output(directory / "model.json") as handle:
         json.dump(record, handle, indent=2)
         handle.write("\n")
@@ -169,6 +181,20 @@ def load_model(directory: str | Path) -> tuple[PRSModel, pd.DataFrame]:
         na_values={"CENTER": ["nan", "NaN", "NA"]},
     )
     return model, table
+
+
+def load_features(directory: str | Path) -> list:
+    """The extra inputs saved with a bundle (:class:`deepprs.evaluate.features.FeatureScore` list)."""
+    from deepprs.evaluate.features import FeatureScore, read_score_weights
+
+    directory = Path(directory)
+    features = []
+    for entry in read_bundle_record(directory).get("features", []):
+        path = directory / entry["file"]
+        if not path.exists():
+            raise InputError(f"--model {directory}: {entry['file']} is missing; the bundle is incomplete")
+        features.append(FeatureScore(entry["name"], read_score_weights(path), float(entry.get("offset", 0.0))))
+    return features
 
 
 def _is_ambiguous(a: str, b: str) -> bool:
@@ -332,6 +358,19 @@ def predict_from_bundle(
         )
     sample_index = np.arange(source.n_samples) if samples is None else np.asarray(samples, dtype=np.int64)
     aligned = aligned_genotypes(source, target_index, flip_mask, samples=sample_index)
+    features = load_features(directory)
+    if features:
+        columns = []
+        for feature in features:
+            score, feature_report = feature.score(source, source.variant_table, sample_index=sample_index)
+            columns.append(score)
+            if run is not None:
+                run.info(
+                    f"model input {feature.name}: {feature_report['matched']} of {feature_report['n_weights']} "
+                    f"weights matched ({feature_report['flipped']} flipped, {feature_report['absent']} absent)"
+                )
+        extra = np.column_stack(columns)
+        covariates = extra if covariates is None else np.column_stack([covariates, extra])
     if model.is_linear and covariates is None and hasattr(model, "genetic_score"):
         score = model.genetic_score(aligned) + float(getattr(model, "intercept_", 0.0))
     else:
