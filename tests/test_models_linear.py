@@ -158,6 +158,43 @@ def test_ridge_closed_form_with_unpenalised_covariates(n, m):
     np.testing.assert_allclose(model.predict(dosage, covariates=covariates), design @ solution, rtol=1e-7)
 
 
+def test_ridge_reml_penalty_equals_brute_force_reml_with_covariates():
+    """cv='reml': h2 maximises the REML likelihood of y = Xa + g + e, g ~ N(0, s_g^2 ZZ'/m), X = [1, C]
+    (computed here on the unresidualised GRM), and the fit is ridge at lambda = m (1 - h2) / h2."""
+    import scipy.optimize
+
+    rng = np.random.default_rng(8)
+    n, m = 160, 120
+    dosage = rng.binomial(2, rng.uniform(0.1, 0.5, m), (n, m)).astype(float)
+    covariates = rng.normal(size=(n, 2))
+    z, _, sd = standardise(dosage)
+    y = z @ rng.normal(scale=np.sqrt(0.5 / m), size=m) + covariates @ [0.5, -1.0] + rng.normal(scale=0.7, size=n)
+    model = make_model("ridge", cv="reml").fit(dosage, y, covariates=covariates)
+    kinship = z @ z.T / m
+    design = np.column_stack([np.ones(n), covariates])
+    p = design.shape[1]
+
+    def negative_reml(h2: float) -> float:
+        h = h2 * kinship + (1 - h2) * np.eye(n)
+        h_inv = np.linalg.inv(h)
+        xtx = design.T @ h_inv @ design
+        proj = h_inv - h_inv @ design @ np.linalg.solve(xtx, design.T @ h_inv)
+        sigma2 = y @ proj @ y / (n - p)
+        return 0.5 * ((n - p) * np.log(sigma2) + np.linalg.slogdet(h)[1] + np.linalg.slogdet(xtx)[1])
+
+    brute = scipy.optimize.minimize_scalar(
+        negative_reml, bounds=(1e-4, 1 - 1e-4), method="bounded", options={"xatol": 1e-9}
+    ).x
+    assert 0.05 < brute < 0.95
+    assert model.reml_h2_ == pytest.approx(brute, abs=1e-5)
+    lam = m * (1 - model.reml_h2_) / model.reml_h2_
+    assert model.lambda_ == pytest.approx(lam)
+    full = np.column_stack([design, z])
+    penalty = np.diag([0.0] * p + [lam] * m)
+    solution = np.linalg.solve(full.T @ full + penalty, full.T @ y)
+    np.testing.assert_allclose(model.coef_ * sd, solution[p:], rtol=1e-6, atol=1e-10)
+
+
 def test_ridge_gcv_matches_brute_force_leave_out_selection():
     dosage, y, _ = simulate(120, 300, n_causal=300, h2=0.5, seed=6)
     lambdas = [30.0, 100.0, 300.0, 1000.0, 3000.0]

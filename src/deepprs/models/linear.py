@@ -587,8 +587,10 @@ class RidgePRS(LinearPRS):
         Penalties on the standardised scale; default the GBLUP grid ``M (1 - h2) / h2`` over
         ``h2_grid``.
     cv
-        ``"gcv"`` (generalised CV, closed form for all lambdas from one decomposition) or an
-        int K for K-fold inner CV.
+        ``"gcv"`` (generalised CV, closed form for all lambdas from one decomposition), ``"reml"``
+        (GBLUP: lambda = M (1 - h2) / h2 with h2 from REML on the training samples' GRM of the
+        standardised genotypes, covariates as fixed effects; ``reml_h2_``) or an int K for K-fold
+        inner CV.
     top_k, p_threshold, screen_clump_r2
         Optional marginal-association pre-screening inside ``fit``.
     task
@@ -597,7 +599,7 @@ class RidgePRS(LinearPRS):
         (intercept and covariates unpenalised; scikit-learn ``C = 1/lambda``); the default grid
         is the GBLUP grid times ``ybar (1 - ybar)`` (the logistic weight that maps the 0/1-scale
         penalty to the log-odds scale) and lambda is chosen by K-fold inner CV on the binomial
-        deviance (K = ``cv``, or 5 when ``cv='gcv'``).  ``coef_`` is then log-odds per copy of the
+        deviance (K = ``cv``, or 5 when ``cv`` is ``'gcv'`` or ``'reml'``).  ``coef_`` is then log-odds per copy of the
         counted allele.
     """
 
@@ -657,6 +659,20 @@ class RidgePRS(LinearPRS):
             scores = solver.gcv(lambdas, n_eff)
             best = int(np.argmin(scores))
             self.cv_scores_ = scores
+        elif self.cv == "reml":
+            # GBLUP's penalty from REML: y = Zb + e, b ~ N(0, sigma_g^2 / m) -> lambda = m (1 - h2) / h2.
+            # z is residualised on the covariate basis Q (first column constant); REML depends on the
+            # data only through error contrasts, so the projected GRM with [1, Q[:, 1:]] as fixed
+            # effects gives the same h2 as the unprojected one.
+            from deepprs.lmm.reml import EigenGRM, fit_reml
+
+            eigen = EigenGRM.from_grm(torch.from_numpy(z @ z.T / m))
+            extra = columns.basis[:, 1:] if columns.basis.shape[1] > 1 else None
+            self.reml_h2_ = float(fit_reml(eigen, y_res, extra).h2)
+            h2 = float(np.clip(self.reml_h2_, 1e-4, 1 - 1e-4))
+            lambdas = np.array([m * (1.0 - h2) / h2])
+            best = 0
+            solver = RidgeSolver(z, y_res)
         else:
             folds = inner_folds(len(y_res), int(self.cv), self.random_state)
             sse = np.zeros(len(lambdas))
@@ -681,7 +697,7 @@ class RidgePRS(LinearPRS):
         if len(lambdas) == 1:
             best = 0
         else:
-            n_folds = 5 if self.cv == "gcv" else int(self.cv)
+            n_folds = 5 if self.cv in ("gcv", "reml") else int(self.cv)
             folds = inner_folds(n, n_folds, self.random_state)
             deviance = np.zeros(len(lambdas))
             for fold in range(n_folds):
@@ -703,7 +719,10 @@ class RidgePRS(LinearPRS):
         return space.coef(rows, state, solutions[-1][1])
 
     def _fitted_scalars(self):
-        return {"lambda": self.lambda_, "h2_equivalent": self.h2_equivalent_}
+        scalars = {"lambda": self.lambda_, "h2_equivalent": self.h2_equivalent_}
+        if hasattr(self, "reml_h2_"):
+            scalars["reml_h2"] = self.reml_h2_
+        return scalars
 
 
 # ---------------------------------------------------------------------------------------
