@@ -73,8 +73,9 @@ def register(app: typer.Typer) -> None:
 
         # Start reading the .bed (missing calls, homozygous-A1 counts; numpy only) in a background
         # thread before the imports below, which take 2-3 s (torch alone 1.5-2 s) on one core.
-        # (not with --cvblup-covar: its per-chromosome blocks do not follow the scan's block grid)
-        if bfile and not pfile and not bgen and not cvblup_covar:
+        # (not with --cvblup-covar: its per-chromosome blocks do not follow the scan's block grid;
+        # not with --threads 1: the scan is a second thread)
+        if bfile and not pfile and not bgen and not cvblup_covar and threads != 1:
             start_bed_scan(bfile, block_size)
         from deepprs.assoc.gwas import run_gwas
         from deepprs.assoc.loco import read_cvblup_loco
