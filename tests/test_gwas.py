@@ -545,15 +545,21 @@ def test_cli_keep_restricts_samples(tmp_path):
 @pytest.mark.parametrize(("threads", "scans"), [("1", 0), ("2", 1)])
 def test_cli_background_scan_respects_threads(tmp_path, monkeypatch, threads, scans):
     """--threads 1 runs no second (scan) thread; with 2 the .bed scan starts before the imports."""
+    import torch
+
     import deepprs.assoc.bedscan as bedscan
 
+    torch_threads = torch.get_num_threads()  # --threads sets torch's global pool: restore it for later tests
     started: list[str] = []
     original = bedscan.start_bed_scan
     monkeypatch.setattr(
         bedscan, "start_bed_scan", lambda prefix, block: started.append(prefix) or original(prefix, block)
     )
     args = ["gwas", "--bfile", str(DATA / "sim"), "--pheno", str(DATA / "sim.pheno"), "--pheno-name", "Q1"]
-    assert _run_cli([*args, "--threads", threads, "--no-plots", "--quiet", "--out", str(tmp_path / "t")]) == 0
+    try:
+        assert _run_cli([*args, "--threads", threads, "--no-plots", "--quiet", "--out", str(tmp_path / "t")]) == 0
+    finally:
+        torch.set_num_threads(torch_threads)
     assert len(started) == scans
     assert (tmp_path / "t.Q1.glm.linear").exists()
 
