@@ -58,7 +58,7 @@ def benchmark_from_files(
     from deepprs.errors import InputError
     from deepprs.evaluate.benchmark import run_benchmark, write_benchmark
     from deepprs.evaluate.data import load_prs_data, read_model_config
-    from deepprs.evaluate.features import read_score_weights
+    from deepprs.evaluate.features import read_score_weights_files
     from deepprs.train.cv import make_folds, read_folds_file
     from deepprs.utils.runlog import current_run
 
@@ -81,9 +81,7 @@ def benchmark_from_files(
         folds = read_folds_file(folds_file, data.sample_ids)
     else:
         folds = make_folds(data.sample_ids, n_folds or 5, seed, group_by=group_by)
-    weights = {Path(f).name: read_score_weights(f) for f in score_weights or []}
-    if len(weights) != len(score_weights or []):
-        raise InputError("--score-weights: two files have the same name")
+    weights = read_score_weights_files(score_weights)
     result = run_benchmark(
         data.genotypes,
         data.phenotype,

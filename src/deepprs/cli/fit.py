@@ -55,9 +55,8 @@ def fit_to_bundle(
 
     import numpy as np
 
-    from deepprs.errors import InputError
     from deepprs.evaluate.data import build_model, load_prs_data, params_for, read_model_config
-    from deepprs.evaluate.features import read_score_weights, training_features
+    from deepprs.evaluate.features import format_score_report, read_score_weights_files, training_features
     from deepprs.models.base import accepts_variant_table
     from deepprs.models.bundle import save_model
     from deepprs.utils.runlog import current_run
@@ -78,9 +77,7 @@ def fit_to_bundle(
             f"samples: {data.report}; {data.genotypes.n_variants} variants; "
             f"{len(data.covariate_names)} covariate columns"
         )
-    weights = {Path(f).name: read_score_weights(f) for f in score_weights or []}
-    if len(weights) != len(score_weights or []):
-        raise InputError("--score-weights: two files have the same name")
+    weights = read_score_weights_files(score_weights)
     extra, features, reports = training_features(
         data.genotypes,
         data.variant_table,
@@ -94,8 +91,7 @@ def fit_to_bundle(
         covariates = extra if covariates is None else np.column_stack([covariates, extra])
     if run is not None:
         for name, report in zip(weights, reports, strict=True):
-            run.info(f"model input {name}: {report['matched']} of {report['n_weights']} weights matched "
-                     f"({report['flipped']} flipped, {report['absent']} absent, {report['allele_mismatch']} mismatch)")
+            run.info(format_score_report(f"model input {name}", report))
         if cvblup_feature:
             run.info("model input cvblup: leave-one-out cvBLUP of every training sample")
     params = params_for(model_name, read_model_config(config))

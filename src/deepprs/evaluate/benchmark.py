@@ -27,7 +27,7 @@ import pandas as pd
 from deepprs.errors import InputError
 from deepprs.evaluate.data import build_model, is_linear_model, params_for
 from deepprs.evaluate.features import cvblup_feature as cvblup_feature_fn
-from deepprs.evaluate.features import external_score
+from deepprs.evaluate.features import external_score, format_score_report
 from deepprs.evaluate.metrics import (
     auc,
     bootstrap_ci,
@@ -107,10 +107,7 @@ def external_features(
     columns = []
     for name, weights in score_weights.items():
         score, report = external_score(genotypes, variant_table, weights)
-        _log(
-            f"external score {name}: {report['matched']} of {report['n_weights']} weights used "
-            f"({report['flipped']} flipped, {report['absent']} absent, {report['allele_mismatch']} allele mismatch)"
-        )
+        _log(format_score_report(f"external score {name}", report))
         columns.append(score)
     return np.column_stack(columns)
 

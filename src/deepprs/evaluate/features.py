@@ -67,6 +67,22 @@ def read_score_weights(path: str | Path) -> pd.DataFrame:
     return weights.reset_index(drop=True)
 
 
+def read_score_weights_files(paths: list[str] | None) -> dict[str, pd.DataFrame]:
+    """``{file name: weights}`` for ``--score-weights`` (the file name names the model input)."""
+    weights = {Path(path).name: read_score_weights(path) for path in paths or []}
+    if len(weights) != len(paths or []):
+        raise InputError("--score-weights: two files have the same name")
+    return weights
+
+
+def format_score_report(label: str, report: dict[str, int]) -> str:
+    """One log line for an :func:`external_score` match report."""
+    return (
+        f"{label}: {report['matched']} of {report['n_weights']} weights used ({report['flipped']} flipped, "
+        f"{report['absent']} absent, {report['allele_mismatch']} allele mismatch)"
+    )
+
+
 def external_score(
     genotypes: PackedGenotypes | np.ndarray | GenotypeSource,
     variant_table: pd.DataFrame,

@@ -360,15 +360,14 @@ def predict_from_bundle(
     aligned = aligned_genotypes(source, target_index, flip_mask, samples=sample_index)
     features = load_features(directory)
     if features:
+        from deepprs.evaluate.features import format_score_report
+
         columns = []
         for feature in features:
             score, feature_report = feature.score(source, source.variant_table, sample_index=sample_index)
             columns.append(score)
             if run is not None:
-                run.info(
-                    f"model input {feature.name}: {feature_report['matched']} of {feature_report['n_weights']} "
-                    f"weights matched ({feature_report['flipped']} flipped, {feature_report['absent']} absent)"
-                )
+                run.info(format_score_report(f"model input {feature.name}", feature_report))
         extra = np.column_stack(columns)
         covariates = extra if covariates is None else np.column_stack([covariates, extra])
     if model.is_linear and covariates is None and hasattr(model, "genetic_score"):

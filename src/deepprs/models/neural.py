@@ -626,7 +626,7 @@ class NeuralPRS(PRSModel):
         """The product grid of ``tune_grid`` (empty without one)."""
         import itertools
 
-        spec = getattr(self, "tune_grid", None) or {}
+        spec = self.tune_grid or {}
         if not spec:
             return []
         unknown = sorted(set(spec) - set(self.TUNABLE))
@@ -668,7 +668,7 @@ class NeuralPRS(PRSModel):
         torch.manual_seed(seed)
         network = self._build_network(len(self.selected_variants_), side.shape[1])
         checkpoint = None if self.checkpoint_dir is None else Path(self.checkpoint_dir) / f"member{member}"
-        if checkpoint is not None and getattr(self, "tune_grid", None):
+        if checkpoint is not None and self.tune_grid:
             checkpoint = checkpoint / "_".join(f"{k}{v}" for k, v in sorted(self._current_tuned().items()))
         result = train_network(
             network,
@@ -700,11 +700,11 @@ class NeuralPRS(PRSModel):
             "device": device,
             "amp": self.amp,
             "val_loss_fn": self._val_loss_fn(),
-            "ema_decay": getattr(self, "ema_decay", None),
+            "ema_decay": self.ema_decay,
         }
 
     def _current_tuned(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in (getattr(self, "tune_grid", None) or {})}
+        return {key: getattr(self, key) for key in (self.tune_grid or {})}
 
     def _refit_all(self, X_used: GenotypeInput, target: np.ndarray, side: np.ndarray, seed0: int, device) -> None:
         """Retrain every member from scratch on all training samples for its best epoch count.
