@@ -652,28 +652,34 @@ def test_bed_byte_counts_match_decoded_dosages():
     np.testing.assert_array_equal(hom_a1_counts(packed, full), (dosage == 2).sum(1))
 
 
-def test_solve_near_identity_matches_lu_for_easy_and_hard_matrices():
+def test_solve_gram_matches_numpy_for_easy_hard_and_singular_matrices():
     import torch
 
-    from deepprs.assoc.linear import solve_near_identity
+    from deepprs.assoc.linear import solve_gram
 
     rng = np.random.default_rng(6)
     k, b = 6, 40
     basis = np.linalg.qr(rng.normal(size=(500, k)))[0]
     grams = []
     for i in range(b):
-        # the first half lose 2% of the rows (Neumann path), the rest 60% (LU path)
+        # the first half lose 2% of the rows, the rest 60%
         n_missing = 10 if i < b // 2 else 300
         rows = rng.choice(500, n_missing, replace=False)
         grams.append(np.eye(k) - basis[rows].T @ basis[rows])
+    # a singular Gram matrix (the observed rows span only k - 1 directions) in the middle
+    rows = np.arange(500)
+    flat = basis.copy()
+    flat[:, -1] = flat[:, 0]
+    grams[7] = flat[rows].T @ flat[rows]
     gram = torch.from_numpy(np.array(grams))
     rhs = torch.from_numpy(rng.normal(size=(b, k, 3)))
-    solution, info = solve_near_identity(gram, rhs)
-    expected = np.linalg.solve(np.array(grams), rhs.numpy())
-    np.testing.assert_allclose(solution.numpy(), expected, rtol=1e-12, atol=1e-13)
-    assert (info.numpy() == 0).all()
-    singular = torch.zeros(1, k, k, dtype=torch.float64)  # S = I: norm >= 0.1 -> LU reports it
-    _, info = solve_near_identity(singular, torch.ones(1, k, 1, dtype=torch.float64))
+    solution, info = solve_gram(gram, rhs)
+    regular = np.arange(b) != 7
+    expected = np.linalg.solve(np.array(grams)[regular], rhs.numpy()[regular])
+    np.testing.assert_allclose(solution.numpy()[regular], expected, rtol=1e-12, atol=1e-13)
+    assert (info.numpy()[regular] == 0).all()
+    assert info.numpy()[7] != 0  # Cholesky rejects it and LU reports the zero pivot
+    _, info = solve_gram(torch.zeros(1, k, k, dtype=torch.float64), torch.ones(1, k, 1, dtype=torch.float64))
     assert info.item() != 0
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import typer
 
@@ -73,6 +74,9 @@ BED_CASES: list[tuple[str, Callable[[Path], None], str]] = [
     ("bim_bad_position",
      lambda p: _edit_lines(Path(f"{p}.bim"), _set_row(2, lambda f: f[:3] + ["12a"] + f[4:])),
      r"g\.bim line 3: position '12a' is not an integer"),
+    ("bim_fractional_position",
+     lambda p: _edit_lines(Path(f"{p}.bim"), _set_row(6, lambda f: f[:3] + ["1205.5"] + f[4:])),
+     r"g\.bim line 7: position '1205\.5' is not an integer"),
     ("fam_5_columns", lambda p: _edit_lines(Path(f"{p}.fam"), _set_row(6, lambda f: f[:5], " ")),
      r"g\.fam line 7: expected 6 columns \(FID IID father mother sex pheno\), found 5"),
     ("empty_fam", lambda p: Path(f"{p}.fam").write_text(""), r"g\.fam has no samples"),
@@ -259,3 +263,30 @@ def test_cli_success_writes_outputs_and_provenance(tmp_path, monkeypatch):
 
     truth = pd.read_csv(DATA / "eur60_pgen.afreq", sep="\t")["ALT_FREQS"].to_numpy()
     np.testing.assert_allclose(np.loadtxt(out.parent / "run.afreq"), truth, atol=1e-6)
+
+
+def test_bim_reader_paths_agree_and_keep_na_like_ids(tmp_path):
+    """The fast .bim path (integer positions parsed by the C reader) and the validating path give
+    the same table; IDs and alleles that pandas would read as missing ("NA", "nan") stay text."""
+    from deepprs.io import bed as bed_module
+
+    rows = (DATA / "eur60.bim").read_text().splitlines()
+    rows[1] = "\t".join(["17", "NA", "0", "123", "A", "G"])
+    rows[2] = "\t".join(["17", "nan", "0.5", "124", "NA", "T"])
+    path = tmp_path / "x.bim"
+    path.write_text("\n".join(rows) + "\n")
+    fast = bed_module.read_bim(path)
+    assert fast.loc[1, "id"] == "NA" and fast.loc[2, "id"] == "nan" and fast.loc[2, "alt"] == "NA"
+    assert fast.loc[2, "cm"] == 0.5 and fast["pos"].dtype == np.int64
+    # force the validating path: it must produce the same table
+    original = bed_module._read_bim_fast
+    bed_module._read_bim_fast = lambda path: None
+    try:
+        slow = bed_module.read_bim(path)
+    finally:
+        bed_module._read_bim_fast = original
+    pd.testing.assert_frame_equal(fast, slow)
+    assert len(fast) == len(rows)
+    assert fast["a1"].tolist() == [row.split()[4] for row in rows]
+    assert fast["ref"].tolist() == [row.split()[5] for row in rows]
+    assert fast["pos"].tolist() == [int(row.split()[3]) for row in rows]

@@ -3,3 +3,30 @@ from deepprs.cli.main import app
 
 def test_app_has_name():
     assert app.info.name == "deepprs"
+
+
+def test_executable_exits_quickly_with_the_commands_status(tmp_path):
+    """`deepprs` (deepprs.cli.main:entry) ends with os._exit after the command: the exit status,
+    the messages and the files written must be those of an ordinary exit."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data" / "gwas"
+    command = [sys.executable, "-m", "deepprs.cli.main"]
+    version = subprocess.run([*command, "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("deepprs ")
+    bad = subprocess.run([*command, "gwas", "--bfile", str(tmp_path / "absent"), "--pheno", str(data / "eur.pheno"),
+                          "--out", str(tmp_path / "bad")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "Error:" in bad.stderr
+    assert not list(tmp_path.glob("bad*.glm.*"))
+    out = tmp_path / "ok"
+    good = subprocess.run([*command, "gwas", "--bfile", str(data / "eur"), "--pheno", str(data / "eur.pheno"),
+                           "--pheno-name", "PHENO", "--no-plots", "--threads", "1", "--out", str(out)],
+                          capture_output=True, text=True)
+    assert good.returncode == 0, good.stderr
+    log = Path(f"{out}.log").read_text()
+    assert log.rstrip().splitlines()[-1].startswith("end: ")  # the log was flushed and closed
+    rows = Path(f"{out}.PHENO.glm.linear").read_text().splitlines()
+    assert rows[0].startswith("#CHROM") and len(rows) == 1 + len((data / "eur.bim").read_text().splitlines())
+    assert Path(f"{out}.provenance.json").read_text().rstrip().endswith("}")

@@ -21,6 +21,7 @@ import torch
 from deepprs.assoc.bedscan import stop_bed_scan
 from deepprs.assoc.linear import gwas_linear
 from deepprs.assoc.output import binary_coding, genomic_control, glm_suffix, to_case_control, write_glm
+from deepprs.assoc.vif import MAX_CORR, MAX_VIF, check_limits
 from deepprs.errors import InputError
 from deepprs.io.cohort import Cohort
 from deepprs.utils.runlog import current_run
@@ -71,6 +72,8 @@ def run_gwas(
     gz: bool = False,
     plots: bool = True,
     progress: bool = True,
+    max_vif: float = MAX_VIF,
+    max_corr: float = MAX_CORR,
 ) -> GwasResult:
     """Test every phenotype of ``cohort`` against every variant.
 
@@ -86,10 +89,15 @@ def run_gwas(
         Rows aligned with ``cohort.sample_ids``; see :func:`deepprs.assoc.loco.read_cvblup_loco`.
     block_size
         Variants per block for linear regression (logistic uses blocks of at most 256).
+    max_vif, max_corr
+        plink2's ``--vif`` (50) and ``--max-corr`` (0.999): covariates failing them over a design's
+        samples stop the run; variants failing them get ERRCODE ``CORR_TOO_HIGH`` /
+        ``VIF_INFINITE`` / ``VIF_TOO_HIGH`` (see :mod:`deepprs.assoc.vif`).
     """
     if cohort.phenotypes is None:
         raise InputError("gwas needs phenotypes: pass --pheno FILE")
     phenotypes = cohort.phenotypes
+    max_vif, max_corr = check_limits(max_vif, max_corr)
     codes = {name: (None if linear_only else binary_coding(phenotypes[name])) for name in phenotypes.columns}
     quantitative = [name for name, code in codes.items() if code is None]
     binary = [name for name, code in codes.items() if code is not None]
@@ -99,6 +107,8 @@ def run_gwas(
         loco_covariates=loco_covariates,
         device=device,
         progress=progress,
+        max_vif=max_vif,
+        max_corr=max_corr,
     )
     tables: dict[str, pd.DataFrame] = {}
     if quantitative:

@@ -22,9 +22,13 @@ the missing calls and gᵀg (from a popcount of the homozygous-A1 calls) come fr
 kernels on the packed bytes (:mod:`deepprs.assoc.bedscan`), which the CLI already runs in a
 background thread while torch is being imported; blocks are decoded (table lookup into reused
 buffers) and their sparse missing-call sums computed by two worker threads ahead of the torch
-algebra; the batched k × k solves use a Neumann iteration (A is within a few percent of I) with
-LU only for variants with many missing calls; the small per-block algebra runs on one thread
+algebra; the batched k × k solves use Cholesky (LU for the matrices it rejects); the small
+per-block algebra runs on one thread
 (OpenMP barriers on tiny tensors cost milliseconds per op on a loaded machine).
+
+plink2's predictor checks (``--vif`` / ``--max-corr``: CORR_TOO_HIGH, VIF_INFINITE, VIF_TOO_HIGH
+over each variant's observed samples, the covariates' VIFs included) come from the same
+quantities (A, Qᵀg, Σg, gᵀMg) with a proven screen, see :mod:`deepprs.assoc.vif`.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from deepprs.assoc.blocks import (
     to_digits,
 )
 from deepprs.assoc.design import Design, chromosome_designs, phenotype_groups
+from deepprs.assoc.vif import MAX_CORR, MAX_VIF, VIF_INFINITE, check_limits, errcode_strings
 from deepprs.errors import InputError
 from deepprs.io.genotypes import GenotypeSource, as_index
 from deepprs.utils.device import resolve_device
@@ -75,8 +80,6 @@ LINEAR_COLUMNS = [
     "P",
     "ERRCODE",
 ]
-# plink2's --vif default: a genotype explained by covariates with VIF above this is not tested
-MAX_VIF = 50.0
 
 
 @dataclass
@@ -159,15 +162,13 @@ def _triangle_positions(k: int, device: torch.device) -> tuple[torch.Tensor, tor
     return (torch.from_numpy(rows * k + cols).to(device), torch.from_numpy(cols * k + rows).to(device))
 
 
-def solve_near_identity(
-    gram: torch.Tensor, rhs: torch.Tensor, *, n_iter: int = 14, max_norm: float = 0.1
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Solve ``gram @ x = rhs`` for a batch of matrices ``gram = I - S`` with S small.
+def solve_gram(gram: torch.Tensor, rhs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Solve ``gram @ x = rhs`` for a batch of symmetric positive semi-definite matrices.
 
-    With the few missing calls of a typical variant, ``S = Q_mᵀQ_m`` has norm ≪ 1 and the
-    Neumann iteration ``x ← rhs + S x`` converges to double precision in a few batched products
-    (relative error ≤ ‖S‖ⁿ⁺¹ / (1 − ‖S‖)). Matrices with ‖S‖_F ≥ ``max_norm`` (bound
-    0.1¹⁵ / 0.9 ≈ 1e-15 at the defaults) go to LU (:func:`torch.linalg.solve_ex`).
+    Batched Cholesky (:func:`torch.linalg.cholesky_ex` + :func:`torch.cholesky_solve`): at
+    k = 11 and 4,096 matrices ~3 ms on one CPU thread, 5x faster than the 14 batched products of
+    a Neumann iteration. Matrices that are not numerically positive definite go to LU
+    (:func:`torch.linalg.solve_ex`), which reports the singular ones.
 
     Parameters
     ----------
@@ -178,16 +179,12 @@ def solve_near_identity(
     -------
     solution : Tensor, shape (b, k, r)
     info : Tensor of int, shape (b,)
-        Non-zero where LU found a singular matrix.
+        Non-zero where the matrix is singular (LU found a zero pivot).
     """
-    k = gram.shape[-1]
-    small = torch.eye(k, dtype=gram.dtype, device=gram.device) - gram  # S
-    norm = torch.linalg.matrix_norm(small)  # Frobenius >= spectral norm
+    factor, chol_info = torch.linalg.cholesky_ex(gram)
+    solution = torch.cholesky_solve(rhs, factor)
     info = torch.zeros(gram.shape[0], dtype=torch.int32, device=gram.device)
-    solution = rhs.clone()
-    for _ in range(n_iter):
-        solution = torch.baddbmm(rhs, small, solution)
-    hard = torch.nonzero(~(norm < max_norm)).flatten()
+    hard = torch.nonzero(chol_info != 0).flatten()
     if hard.numel():
         exact, hard_info = torch.linalg.solve_ex(gram[hard], rhs[hard])
         solution[hard] = exact
@@ -315,7 +312,7 @@ def _linear_statistics(
     q_r = -corr[:, 1 : 1 + k * n_pheno].reshape(b, k, n_pheno)
     r_r = torch.from_numpy(ctx.residual_ss).to(device) - corr[:, 1 + k * n_pheno :]
     rhs = torch.cat([q_g.unsqueeze(-1), q_r], dim=2)  # (b, k, 1 + P)
-    solved, info = solve_near_identity(gram, rhs)
+    solved, info = solve_gram(gram, rhs)
     g_mg = g_g - (q_g * solved[:, :, 0]).sum(1)
     g_mr = g_r - torch.einsum("bk,bkp->bp", q_g, solved[:, :, 1:])
     r_mr = r_r - (q_r * solved[:, :, 1:]).sum(1)
@@ -336,19 +333,46 @@ def _linear_statistics(
         "T_STAT": t_stat.cpu().numpy(),
         "df": df.cpu().numpy()[:, 0],
     }
-    g_tss_np = g_tss.cpu().numpy()
-    g_mg_np = g_mg.cpu().numpy()
-    errcode = np.full(b, ".", dtype=object)
-    constant = ~(g_tss_np > 1e-8 * np.maximum(g_g.cpu().numpy(), 1.0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        vif = np.where(g_mg_np > 0, g_tss_np / g_mg_np, np.inf)
-    errcode[(vif > MAX_VIF) | (info.cpu().numpy() != 0)] = "VIF_INFINITE"
+    # plink2's CORR_TOO_HIGH / VIF_INFINITE / VIF_TOO_HIGH over each variant's observed rows
+    check_code = design.predictor_check.codes(
+        gram, q_g, dosage_sum, g_tss, g_mg, obs_ct, direct=lambda rows: _direct_sscp(block, design, dosage, rows)
+    )
+    check_code[info != 0] = VIF_INFINITE  # covariates singular over the observed rows
+    errcode = errcode_strings(check_code.cpu().numpy())
+    constant = ~(g_tss.cpu().numpy() > 1e-8 * np.maximum(g_g.cpu().numpy(), 1.0))
     # plink2 2.00a3.5 reports a genotype constant over the observed samples as CONST_OMITTED_ALLELE,
     # whichever allele is fixed
     errcode[constant] = "CONST_OMITTED_ALLELE"
     errcode[out["df"] < 1] = "SAMPLE_CT<=PREDICTOR_CT"
     out["ERRCODE"] = errcode
     return out
+
+
+def _direct_sscp(block: DosageBlock, design: Design, dosage: torch.Tensor, rows: torch.Tensor,
+                 chunk: int = 64) -> torch.Tensor:
+    """Centred cross-products of [dosage, covariates] over each variant's observed samples,
+    computed from the data, for a few rows of the block -> (len(rows), c + 1, c + 1)."""
+    device = dosage.device
+    covariates = torch.from_numpy(design.covariates).to(device)
+    position = np.full(dosage.shape[0], -1)
+    parts = []
+    for start in range(0, len(rows), chunk):
+        rows_np = rows[start : start + chunk].cpu().numpy()
+        mask = np.tile(design.weight, (len(rows_np), 1))
+        position[:] = -1
+        position[rows_np] = np.arange(len(rows_np))
+        missing = position[block.missing_variant] >= 0
+        mask[position[block.missing_variant[missing]], block.missing_sample[missing]] = 0.0
+        mask_t = torch.from_numpy(mask).to(device)
+        predictors = torch.cat(
+            [dosage[rows_np].to(torch.float64).unsqueeze(2), covariates.unsqueeze(0).expand(len(rows_np), -1, -1)],
+            dim=2,
+        )  # (f, n_columns, c + 1)
+        n_obs = mask_t.sum(1).clamp(min=1)
+        mean = torch.einsum("fn,fnp->fp", mask_t, predictors) / n_obs.unsqueeze(1)
+        centred = (predictors - mean.unsqueeze(1)) * mask_t.unsqueeze(2)
+        parts.append(centred.transpose(1, 2) @ centred)
+    return torch.cat(parts)
 
 
 def _variant_columns(variant_table: pd.DataFrame) -> pd.DataFrame:
@@ -422,6 +446,8 @@ def gwas_linear(
     block_size: int = 4096,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    max_vif: float = MAX_VIF,
+    max_corr: float = MAX_CORR,
 ) -> dict[str, pd.DataFrame]:
     """Per-variant linear regression for quantitative traits (plink2 ``--glm``, ADD test).
 
@@ -445,6 +471,12 @@ def gwas_linear(
         Variants per block (memory ~ block_size × N bytes for the int8 dosages).
     device
         ``"cpu"``, ``"cuda"`` or ``"auto"``.
+    max_vif, max_corr
+        plink2's ``--vif`` (default 50) and ``--max-corr`` (default 0.999). Covariates of a design
+        with a pair correlated beyond ``max_corr`` or a VIF above ``max_vif`` over its samples stop
+        the run (:class:`InputError`); a variant whose predictors [genotype, covariates] fail them
+        over its observed samples gets ERRCODE ``CORR_TOO_HIGH``, ``VIF_INFINITE`` (singular) or
+        ``VIF_TOO_HIGH`` (any predictor's VIF, the covariates' included) and no statistics.
 
     Returns
     -------
@@ -462,6 +494,7 @@ def gwas_linear(
     """
     if block_size < 1:
         raise InputError("block_size must be >= 1")
+    max_vif, max_corr = check_limits(max_vif, max_corr)
     sample_index, variant_index = prepare_inputs(
         genotypes, phenotypes, covariates, sample_index, variant_index, loco_covariates
     )
@@ -485,7 +518,7 @@ def gwas_linear(
         # the blocks in flight keep a reference, so only the newest few are cached
         if chrom not in contexts:
             designs = chromosome_designs(chrom, groups, phenotypes, base_cov, cov_names, loco_covariates,
-                                         sample_index, width)
+                                         sample_index, width, max_vif=max_vif, max_corr=max_corr)
             contexts[chrom] = [_context(design, genotypes.n_samples) for design in designs]
             while len(contexts) > 2:
                 del contexts[next(iter(contexts))]

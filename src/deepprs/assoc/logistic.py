@@ -19,6 +19,7 @@ from scipy import special
 from deepprs.assoc.blocks import iter_dosage_blocks, n_columns
 from deepprs.assoc.design import chromosome_designs, phenotype_groups
 from deepprs.assoc.linear import _variant_columns, chromosome_segments, prepare_inputs
+from deepprs.assoc.vif import MAX_CORR, MAX_VIF, check_limits, correlation_checks, errcode_strings, masked_sscp
 from deepprs.errors import InputError
 from deepprs.io.genotypes import GenotypeSource
 from deepprs.utils.device import resolve_device
@@ -230,6 +231,8 @@ def gwas_logistic(
     block_size: int = 256,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    max_vif: float = MAX_VIF,
+    max_corr: float = MAX_CORR,
 ) -> dict[str, pd.DataFrame]:
     """Per-variant logistic regression for case/control traits (plink2 ``--glm`` firth-fallback).
 
@@ -242,12 +245,16 @@ def gwas_logistic(
         As in :func:`deepprs.assoc.linear.gwas_linear`.
     block_size
         Variants per batched fit (memory ~ block_size × N × n_params × 8 bytes × a few).
+    max_vif, max_corr
+        plink2's ``--vif`` / ``--max-corr`` predictor checks, as in
+        :func:`deepprs.assoc.linear.gwas_linear` (variants failing them are not fitted).
 
     Returns
     -------
     dict mapping phenotype name -> DataFrame with columns ``CHROM POS ID REF ALT A1 OMITTED
     A1_FREQ FIRTH? TEST OBS_CT OR LOG(OR)_SE Z_STAT P ERRCODE`` (OR per copy of A1).
     """
+    max_vif, max_corr = check_limits(max_vif, max_corr)
     sample_index, variant_index = prepare_inputs(
         genotypes, phenotypes, covariates, sample_index, variant_index, loco_covariates
     )
@@ -276,10 +283,11 @@ def gwas_logistic(
     for chrom, block in progress_iter:
         if chrom not in designs:
             designs = {chrom: chromosome_designs(chrom, groups, phenotypes, base_cov, cov_names, loco_covariates,
-                                                 sample_index, width)}
+                                                 sample_index, width, max_vif=max_vif, max_corr=max_corr)}
         for design in designs[chrom]:
             for j, name in enumerate(design.pheno_names):
-                parts[name].append(_logistic_block(block, design, j, device, genotypes.variant_table))
+                parts[name].append(_logistic_block(block, design, j, device, genotypes.variant_table,
+                                                   max_vif=max_vif, max_corr=max_corr))
     tables = {}
     for name in names:
         table = pd.concat(parts[name], ignore_index=True) if parts[name] else pd.DataFrame(columns=LOGISTIC_COLUMNS)
@@ -294,7 +302,8 @@ def _blocks(genotypes, segments, block_size):
             yield chrom, block
 
 
-def _logistic_block(block, design, column: int, device: torch.device, variant_table: pd.DataFrame) -> pd.DataFrame:
+def _logistic_block(block, design, column: int, device: torch.device, variant_table: pd.DataFrame, *,
+                    max_vif: float = MAX_VIF, max_corr: float = MAX_CORR) -> pd.DataFrame:
     rows = np.flatnonzero(design.weight)
     n_used = len(rows)
     b = len(block.variant_index)
@@ -303,7 +312,9 @@ def _logistic_block(block, design, column: int, device: torch.device, variant_ta
     position[rows] = np.arange(n_used)
     mask = torch.ones(b, n_used, dtype=torch.float64)
     keep = position[block.missing_sample] >= 0
-    mask[block.missing_variant[keep], position[block.missing_sample[keep]]] = 0.0
+    excluded_model = torch.from_numpy(block.missing_variant[keep].astype(np.int64))
+    excluded_sample = torch.from_numpy(position[block.missing_sample[keep]].astype(np.int64))
+    mask[excluded_model, excluded_sample] = 0.0
     mask = mask.to(device)
     y = torch.from_numpy(design.phenotype[rows, column]).to(device)
     covariates = torch.from_numpy(np.column_stack([np.ones(n_used), design.covariates[rows]])).to(device)
@@ -312,18 +323,28 @@ def _logistic_block(block, design, column: int, device: torch.device, variant_ta
     g_mean = dosage_sum / obs_ct.clamp(min=1)
     g_var = ((dosage - g_mean.unsqueeze(1)) ** 2 * mask).sum(1)
     constant = ~(g_var > 1e-8)
+    # plink2's CORR_TOO_HIGH / VIF_INFINITE / VIF_TOO_HIGH on [g, covariates] over the observed samples
+    if design.covariates.shape[1]:
+        check_code = correlation_checks(
+            masked_sscp(dosage, mask, covariates[:, 1:], g_sum=dosage_sum, g_tss=g_var,
+                        excluded=(excluded_model.to(device), excluded_sample.to(device))),
+            max_vif=max_vif, max_corr=max_corr,
+        )[0]
+    else:
+        check_code = torch.zeros(b, dtype=torch.int64, device=device)
+    checked = check_code != 0
     n_params = covariates.shape[1] + 1
     beta = torch.full((b, n_params), float("nan"), dtype=torch.float64, device=device)
     se = torch.full_like(beta, float("nan"))
     converged = torch.zeros(b, dtype=torch.bool, device=device)
-    testable = torch.nonzero(~constant).squeeze(1)
+    testable = torch.nonzero(~constant & ~checked).squeeze(1)
     start = null_fit(covariates, y)
     if testable.numel():
         beta[testable], se[testable], converged[testable] = fit_logistic(
             covariates, dosage[testable], y, mask[testable], start=start
         )
-    separated = _separated(dosage, y, mask) & ~constant
-    use_firth = (~converged | separated) & ~constant
+    separated = _separated(dosage, y, mask) & ~constant & ~checked
+    use_firth = (~converged | separated) & ~constant & ~checked
     firth_ok = torch.zeros(b, dtype=torch.bool, device=device)
     if use_firth.any():
         idx = torch.nonzero(use_firth).squeeze(1)
@@ -331,7 +352,7 @@ def _logistic_block(block, design, column: int, device: torch.device, variant_ta
         beta[idx], se[idx], firth_ok[idx] = f_beta, f_se, f_conv
     log_or = beta[:, -1].cpu().numpy()
     log_or_se = se[:, -1].cpu().numpy()
-    errcode = np.full(b, ".", dtype=object)
+    errcode = errcode_strings(check_code.cpu().numpy())
     use_firth_np = use_firth.cpu().numpy()
     errcode[use_firth_np & ~firth_ok.cpu().numpy()] = "FIRTH_CONVERGE_FAIL"
     a1_freq = (dosage_sum / (2 * obs_ct.clamp(min=1))).cpu().numpy()

@@ -56,6 +56,16 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--linear-only", help="treat 0/1 and 1/2 phenotypes as quantitative too")
         ] = False,
         no_plots: Annotated[bool, typer.Option("--no-plots", help="skip the Manhattan and QQ PNGs")] = False,
+        vif: Annotated[
+            float,
+            typer.Option("--vif", help="max variance inflation factor of any predictor (plink2 --vif); "
+                         "variants above get VIF_TOO_HIGH, covariates above stop the run"),
+        ] = 50.0,
+        max_corr: Annotated[
+            float,
+            typer.Option("--max-corr", help="max |correlation| between predictors (plink2 --max-corr); "
+                         "variants above get CORR_TOO_HIGH, covariate pairs above stop the run"),
+        ] = 0.999,
         quiet: Quiet = False,
     ) -> None:
         """GWAS like plink2 --glm: OUT.<pheno>.glm.linear or .glm.logistic.hybrid (+ Manhattan/QQ PNGs).
@@ -99,6 +109,8 @@ def register(app: typer.Typer) -> None:
             gz=gz,
             linear_only=linear_only,
             plots=not no_plots,
+            max_vif=vif,
+            max_corr=max_corr,
         )
 
         def body(log) -> None:
@@ -139,6 +151,8 @@ def register(app: typer.Typer) -> None:
                 gz=gz,
                 plots=not no_plots,
                 progress=not quiet,
+                max_vif=vif,
+                max_corr=max_corr,
             )
             gc.freeze()  # the results are written: nothing left for the exit-time collections to walk
 

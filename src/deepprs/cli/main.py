@@ -69,5 +69,33 @@ def main(argv: list[str] | None = None) -> None:
         raise
 
 
+def entry() -> None:
+    """The ``deepprs`` executable: :func:`main`, then a quick exit.
+
+    After the command has finished (its outputs written and closed, its log flushed), the
+    atexit handlers run and the process ends with ``os._exit``: the interpreter's own shut-down
+    (tearing down torch's, pandas' and numpy's modules object by object) would add 0.1-0.15 s to
+    every run, which is 5 % of a GWAS of 100,000 variants. Uncaught exceptions take the normal
+    route (traceback, ordinary shut-down).
+    """
+    import atexit
+    import os
+
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can be written anyway
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    entry()
