@@ -712,7 +712,8 @@ def test_background_bed_scan_matches_direct_decoding(tmp_path):
     try:
         scan = bedscan.start_bed_scan(tmp_path / "sim", 16)
         assert scan is not None and scan.n_samples == 157 and scan.n_variants == 40
-        scan._thread.join()  # (readers normally take what is ready and decode the rest themselves)
+        assert scan.wait(timeout=60) == 0  # (readers normally take what is ready and decode the rest)
+        assert scan.ready() == [0, 1, 2]
         # a block that does not match the scan's bounds is not served
         assert bedscan.scanned_block(tmp_path / "sim.bed", np.arange(3, 19)) is None
         first = bedscan.scanned_block(tmp_path / "sim.bed", np.arange(16))
@@ -725,28 +726,35 @@ def test_background_bed_scan_matches_direct_decoding(tmp_path):
         np.testing.assert_array_equal(first.hom_a1_all, (dosage[:, :16] == 2).sum(0))
         assert bedscan.scanned_block(tmp_path / "sim.bed", np.arange(16)) is None  # handed out once
 
-        bedscan.start_bed_scan(tmp_path / "sim", 16)._thread.join()
+        scan = bedscan.start_bed_scan(tmp_path / "sim", 16)
+        assert scan.wait(timeout=60) == 0
         # y1 uses every sample (scan counts used as they are); y2 misses 10% (counts recomputed)
         scanned = gwas_linear(source, phenotypes, covariates=covariates, block_size=16, progress=False)
-        assert not bedscan._ACTIVE[0]._results  # every block came from the scan
+        assert not scan.ready()  # every block came from the scan
+        scratch = scan._dir
     finally:
         bedscan.stop_bed_scan()
+    assert not scratch.exists()  # the scratch directory goes with the scan
     for name in reference:
         pd.testing.assert_frame_equal(reference[name], scanned[name], check_exact=True)
     # a reader that overtakes the scan decodes the blocks itself; the scan then skips them
     scan = bedscan.BedScan(tmp_path / "sim.bed", 157, 40, 16, max_ahead=1)
     try:
         for _ in range(1000):  # until block 0 is scanned (the scan then waits: max_ahead = 1)
-            if 0 in scan._results:
+            if scan.ready():
                 break
             threading.Event().wait(0.01)
         taken = [scan.take(tmp_path / "sim.bed", np.arange(s, min(s + 16, 40))) for s in (0, 16, 32)]
         assert taken[0] is not None  # scanned before the reader asked (max_ahead = 1 block)
-        scan._thread.join()
+        assert scan.wait(timeout=60) == 0
         assert all(block is None or block.start == 16 * i for i, block in enumerate(taken))
-        assert not scan._results and scan.error is None
+        assert scan.ready() in ([], [1], [2])  # at most the block being scanned when the reader passed
     finally:
         scan.close()
+    # close() stops a scan that is still running and removes its files
+    scan = bedscan.BedScan(tmp_path / "sim.bed", 157, 40, 1, max_ahead=1)
+    scan.close()
+    assert scan.exit_code is not None and not scan._dir.exists()
     (tmp_path / "bad.bed").write_bytes(b"\x00\x00\x00")
     (tmp_path / "bad.fam").write_text("a a 0 0 0 -9\n")
     assert bedscan.start_bed_scan(tmp_path / "bad", 16) is None  # the normal reader reports it

@@ -2,10 +2,10 @@
 the rest of the program starts.
 
 Everything here needs numpy only (no torch, no pandas), so :func:`start_bed_scan` can begin
-reading a ``.bed`` before ``import torch`` (1.5-2 s) has finished: numpy releases the GIL inside
-its kernels, so on two cores the scan runs alongside the imports and the table reading. The scan
-finds every missing call and counts the homozygous-A1 calls of each variant; the association
-code then takes those results per block (:func:`scanned_block`) instead of computing them.
+reading a ``.bed`` before ``import torch`` (1-1.5 s) has finished: the scan runs in a forked child
+process on the second core while the parent imports and reads its tables. The scan finds every
+missing call and counts the homozygous-A1 calls of each variant; the association code then takes
+those results per block (:func:`scanned_block`) instead of computing them.
 """
 
 from __future__ import annotations
@@ -174,7 +174,16 @@ def padding_mask(n_samples: int) -> np.ndarray:
 
 
 class BedScan:
-    """Scan a ``.bed`` in blocks of ``block_size`` variants in a daemon thread.
+    """Scan a ``.bed`` in blocks of ``block_size`` variants in a forked child process.
+
+    A process, not a thread: while the parent imports torch and pandas it holds the GIL almost
+    all the time (and for long stretches inside C initialisers), so a scan thread, which needs
+    the GIL between its numpy kernels, advanced by about one kernel per switch interval and was
+    still running (and competing for the cores) when the association step began. The child has
+    its own interpreter: it scans at full speed on the second core, at low priority, and hands
+    each block's results over as a file in a private scratch directory (written, then renamed).
+    A small shared memory word tells it which blocks the reader has passed (it skips them) and
+    when to stop. The child only runs numpy kernels and ends with ``os._exit``.
 
     Parameters
     ----------
@@ -185,121 +194,166 @@ class BedScan:
     block_size
         Variants per block; results are kept only for blocks requested with exactly these bounds.
     max_ahead
-        Blocks whose results may wait to be taken (bounds the memory: ~6.5 MB per block of 4,096
-        variants at 10,000 samples and 2% missing calls); the scan pauses at the limit.
+        Blocks whose results may wait to be taken (bounds the scratch space: ~6.5 MB per block of
+        4,096 variants at 10,000 samples and 2% missing calls); the scan pauses at the limit.
     """
+
+    _PASSED, _STOP = 0, 1  # slots of the shared control words
 
     def __init__(self, bed_path: str | Path, n_samples: int, n_variants: int, block_size: int,
                  *, max_ahead: int = 32) -> None:
+        import mmap
+        import tempfile
+
         self.path = Path(bed_path).resolve()
         self.n_samples, self.n_variants, self.block_size = n_samples, n_variants, block_size
         self._bytes = (n_samples + 3) // 4
-        self._results: dict[int, ScannedBlock] = {}
-        self.error: Exception | None = None
         self._n_blocks = -(-n_variants // block_size)
-        self._claimed: set[int] = set()  # blocks a reader decodes itself
-        self._overtaken = 0  # the scan skips blocks below the furthest block a reader claimed
-        self._done = False
-        self._stop = threading.Event()
-        self._room = threading.Condition()
         self._max_ahead = max(1, max_ahead)
-        self._thread = threading.Thread(target=self._run, name="deepprs-bed-scan", daemon=True)
-        self._thread.start()
+        shm = Path("/dev/shm")
+        self._dir = Path(tempfile.mkdtemp(prefix="deepprs-bedscan-",
+                                          dir=shm if shm.is_dir() and os.access(shm, os.W_OK) else None))
+        self._shared = mmap.mmap(-1, 16)  # anonymous and shared with the child
+        self._control = np.frombuffer(self._shared, dtype=np.int64)
+        self._control[:] = (-1, 0)
+        self._preloading: threading.Thread | None = None
+        self.exit_code: int | None = None
+        self.pid = os.fork()
+        if self.pid == 0:  # pragma: no cover - the child (coverage does not follow it)
+            code = 1
+            try:
+                self._scan(os.getppid())
+                code = 0
+            finally:
+                os._exit(code)
 
-    def _run(self) -> None:
+    # -- child -------------------------------------------------------------------------------
+    def _result_path(self, number: int) -> Path:
+        return self._dir / f"{number}.bin"
+
+    def _scan(self, parent: int) -> None:  # pragma: no cover - runs in the child
+        import time
+
         try:
-            # background work: yield the CPU to the foreground threads (and to other programs)
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-        except (AttributeError, OSError):  # pragma: no cover - not Linux
+            os.nice(10)  # background work: yield the cores to the foreground process
+        except OSError:
             pass
-        fd = None
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-            rows = np.empty((self.block_size, self._bytes), dtype=np.uint8)
-            or_words = mask_words(padding_mask(self.n_samples))
-            width = -(-self._bytes // 8) * 8
-            padded = np.full((self.block_size, width), 0xFF, dtype=np.uint8)  # reused: no fresh pages
-            scratch = np.empty((self.block_size, width // 8), dtype=np.uint64)
-            for number, start in enumerate(range(0, self.n_variants, self.block_size)):
-                with self._room:
-                    self._room.wait_for(lambda: self._stop.is_set() or len(self._results) < self._max_ahead)
-                    if self._stop.is_set():
-                        break
-                    if number in self._claimed or number < self._overtaken:
-                        continue  # the reader got there first and decodes this block itself
-                stop = min(start + self.block_size, self.n_variants)
-                padded[: stop - start, : self._bytes] = read_rows(fd, start, rows[: stop - start])
-                words = padded[: stop - start].view("<u8")
-                missing_variant, missing_sample = missing_word_calls(words, dtype=np.int32, scratch=scratch)
-                per_variant = np.bincount(missing_variant, minlength=stop - start)
-                hom = hom_a1_word_counts(words, or_words, scratch=scratch)
-                with self._room:
-                    if number not in self._claimed:  # else a reader did it meanwhile
-                        self._results[number] = ScannedBlock(start, stop, per_variant, missing_sample, hom)
-                    self._room.notify_all()
-        except Exception as exc:  # noqa: BLE001 - the blocks not scanned are computed by the caller
-            self.error = exc
-        finally:  # never leave a reader waiting: a block without results is computed by the caller
-            if fd is not None:
-                os.close(fd)
-            with self._room:
-                self._done = True
-                self._room.notify_all()
-        self._preload()
+        fd = os.open(self.path, os.O_RDONLY)
+        rows = np.empty((self.block_size, self._bytes), dtype=np.uint8)
+        or_words = mask_words(padding_mask(self.n_samples))
+        width = -(-self._bytes // 8) * 8
+        padded = np.full((self.block_size, width), 0xFF, dtype=np.uint8)  # reused: no fresh pages
+        scratch = np.empty((self.block_size, width // 8), dtype=np.uint64)
+        def abandoned() -> bool:
+            if os.getppid() != parent:  # the parent died: nobody will take or delete the results
+                import shutil
 
-    def _preload(self) -> None:
-        """Import the scipy modules the association step needs next (sparse missing-call sums,
-        Student t P-values) while the foreground threads run numpy/torch kernels without the GIL:
-        their ~0.2 s first import then overlaps the regression instead of lengthening it."""
-        if self._stop.is_set():
-            return
-        try:
-            import scipy.sparse  # noqa: F401
-            import scipy.special  # noqa: F401
-        except Exception:  # noqa: BLE001 # pragma: no cover - the foreground import reports any problem
-            pass
+                shutil.rmtree(self._dir, ignore_errors=True)
+                return True
+            return bool(self._control[self._STOP])
 
+        for number, start in enumerate(range(0, self.n_variants, self.block_size)):
+            while len(os.listdir(self._dir)) >= self._max_ahead:
+                if abandoned():
+                    return
+                time.sleep(0.005)
+            if abandoned():
+                return
+            if number <= self._control[self._PASSED]:
+                continue  # the reader got there first and decodes this block itself
+            stop = min(start + self.block_size, self.n_variants)
+            padded[: stop - start, : self._bytes] = read_rows(fd, start, rows[: stop - start])
+            words = padded[: stop - start].view("<u8")
+            missing_variant, missing_sample = missing_word_calls(words, dtype=np.int32, scratch=scratch)
+            per_variant = np.bincount(missing_variant, minlength=stop - start).astype(np.int32)
+            hom = hom_a1_word_counts(words, or_words, scratch=scratch).astype(np.int32)
+            partial = self._dir / f"{number}.part"
+            np.concatenate([per_variant, hom, missing_sample]).tofile(partial)
+            os.rename(partial, self._result_path(number))
+
+    # -- parent ------------------------------------------------------------------------------
     def take(self, bed_path: str | Path, block_index: np.ndarray) -> ScannedBlock | None:
         """The scan's results for ``block_index`` of ``bed_path``, or None when the scan does not
         cover exactly these variants or has not reached them yet (the caller then decodes the
-        block itself and the scan skips or drops it). Never waits. Each block is handed out once
-        (its memory is then released)."""
+        block itself and the scan skips it). Never waits. Each block is handed out once."""
         if len(block_index) == 0 or Path(bed_path).resolve() != self.path:
             return None
+        self._preload()
         start = int(block_index[0])
         number = start // self.block_size
-        if start % self.block_size:
-            self._passed(number)
-            return None
         stop = min(start + self.block_size, self.n_variants)
-        if number >= self._n_blocks or len(block_index) != stop - start or int(block_index[-1]) != stop - 1:
-            return None
-        if not np.array_equal(block_index, np.arange(start, stop)):
+        if (start % self.block_size or number >= self._n_blocks or len(block_index) != stop - start
+                or int(block_index[-1]) != stop - 1 or not np.array_equal(block_index, np.arange(start, stop))):
             self._passed(number)
             return None
-        with self._room:  # never waits: the scan thread runs at low priority
-            result = self._results.pop(number, None)
-            if result is None and not self._done:
-                self._claimed.add(number)
-                self._overtaken = max(self._overtaken, number)
-            self._room.notify_all()
-        return result
+        path = self._result_path(number)
+        try:
+            values = np.fromfile(path, dtype=np.int32)
+            path.unlink()
+        except FileNotFoundError:
+            self._passed(number)  # not scanned yet: the reader decodes it, the scan skips it
+            return None
+        b = stop - start
+        return ScannedBlock(start, stop, values[:b].astype(np.int64), values[2 * b:], values[b: 2 * b].astype(np.int64))
 
     def _passed(self, number: int) -> None:
-        """A reader went past block ``number`` without using the scan: skip the blocks before it and
-        drop their results (allowing for readers a couple of blocks out of order)."""
-        with self._room:
-            self._overtaken = max(self._overtaken, number)
-            for old in [key for key in self._results if key < number - 2]:
-                del self._results[old]
-            self._room.notify_all()
+        """The reader reached block ``number`` without the scan's results: the scan skips the
+        blocks up to it; results left for earlier blocks (a couple kept for readers slightly out
+        of order) are deleted."""
+        self._control[self._PASSED] = max(int(self._control[self._PASSED]), number)
+        for path in self._dir.glob("*.bin"):
+            if int(path.stem) < number - 2:
+                path.unlink(missing_ok=True)
+
+    def _preload(self) -> None:
+        """On the first request, import in a background thread the scipy modules the association
+        step needs (sparse missing-call sums, Student t P-values): the foreground threads are then
+        in numpy/torch kernels without the GIL, so the ~0.2 s first import overlaps them."""
+        if self._preloading is not None:
+            return
+
+        def work() -> None:
+            try:
+                import scipy.sparse  # noqa: F401
+                import scipy.special  # noqa: F401
+            except Exception:  # noqa: BLE001 # pragma: no cover - the foreground import reports it
+                pass
+
+        self._preloading = threading.Thread(target=work, name="deepprs-preload", daemon=True)
+        self._preloading.start()
+
+    def ready(self) -> list[int]:
+        """Blocks whose results are waiting to be taken."""
+        return sorted(int(path.stem) for path in self._dir.glob("*.bin"))
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait for the child to finish (or ``timeout`` seconds); its exit code, None if running."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.exit_code is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.exit_code = os.waitstatus_to_exitcode(status)
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            time.sleep(0.002)
+        return self.exit_code
 
     def close(self) -> None:
-        """Stop scanning (after the current block) and drop the results not taken."""
-        with self._room:
-            self._stop.set()
-            self._results.clear()
-            self._room.notify_all()
+        """Stop the child and delete the results not taken."""
+        import shutil
+        import signal
+        from contextlib import suppress
+
+        self._control[self._STOP] = 1
+        if self.exit_code is None:
+            with suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            with suppress(ChildProcessError):
+                self.wait()
+        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 _ACTIVE: list[BedScan] = []
@@ -336,7 +390,7 @@ def start_bed_scan(prefix: str | Path, block_size: int) -> BedScan | None:
         size = os.path.getsize(bed) - 3
     except OSError:
         return None
-    if n_samples == 0 or block_size < 1 or size <= 0 or size % n_bytes:
+    if n_samples == 0 or block_size < 1 or size <= 0 or size % n_bytes or not hasattr(os, "fork"):
         return None
     stop_bed_scan()
     scan = BedScan(bed, n_samples, size // n_bytes, block_size)
