@@ -216,7 +216,6 @@ class BedScan:
         self._shared = mmap.mmap(-1, 16)  # anonymous and shared with the child
         self._control = np.frombuffer(self._shared, dtype=np.int64)
         self._control[:] = (-1, 0)
-        self._preloading: threading.Thread | None = None
         self.exit_code: int | None = None
         self.pid = os.fork()
         if self.pid == 0:  # pragma: no cover - the child (coverage does not follow it)
@@ -278,7 +277,6 @@ class BedScan:
         block itself and the scan skips it). Never waits. Each block is handed out once."""
         if len(block_index) == 0 or Path(bed_path).resolve() != self.path:
             return None
-        self._preload()
         start = int(block_index[0])
         number = start // self.block_size
         stop = min(start + self.block_size, self.n_variants)
@@ -304,23 +302,6 @@ class BedScan:
         for path in self._dir.glob("*.bin"):
             if int(path.stem) < number - 2:
                 path.unlink(missing_ok=True)
-
-    def _preload(self) -> None:
-        """On the first request, import in a background thread the scipy modules the association
-        step needs (sparse missing-call sums, Student t P-values): the foreground threads are then
-        in numpy/torch kernels without the GIL, so the ~0.2 s first import overlaps them."""
-        if self._preloading is not None:
-            return
-
-        def work() -> None:
-            try:
-                import scipy.sparse  # noqa: F401
-                import scipy.special  # noqa: F401
-            except Exception:  # noqa: BLE001 # pragma: no cover - the foreground import reports it
-                pass
-
-        self._preloading = threading.Thread(target=work, name="deepprs-preload", daemon=True)
-        self._preloading.start()
 
     def ready(self) -> list[int]:
         """Blocks whose results are waiting to be taken."""
@@ -396,6 +377,26 @@ def start_bed_scan(prefix: str | Path, block_size: int) -> BedScan | None:
     scan = BedScan(bed, n_samples, size // n_bytes, block_size)
     _ACTIVE.append(scan)
     return scan
+
+
+def preload_scipy() -> threading.Thread:
+    """Import, in a background thread, the scipy modules the association step needs (pivoted QR
+    of the covariates, sparse missing-call sums, Student t P-values: ~0.2 s for a first scipy
+    import). Started once torch is imported, the import overlaps the table reading and the first
+    blocks, whose kernels run without the GIL; started earlier it would only contend with the
+    imports for the GIL."""
+
+    def work() -> None:
+        try:
+            import scipy.linalg  # noqa: F401
+            import scipy.sparse  # noqa: F401
+            import scipy.special  # noqa: F401
+        except Exception:  # noqa: BLE001 # pragma: no cover - the foreground import reports it
+            pass
+
+    thread = threading.Thread(target=work, name="deepprs-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 def stop_bed_scan() -> None:

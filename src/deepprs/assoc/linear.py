@@ -146,12 +146,22 @@ def missing_sums_many(block: DosageBlock, matrices: list[np.ndarray]) -> list[np
     return [np.asarray(indicator @ matrix, dtype=np.float64) for matrix in matrices]
 
 
-def _missing_corrections(block: DosageBlock, contexts: list[_LinearContext]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per context: the missing-call sums of its ``corrections`` and ``outer_corrections``."""
+@dataclass
+class _Prepared:
+    """Per-design work done in a prefetch worker: the missing-call sums of ``corrections`` and
+    ``outer_corrections`` and, on the CPU, the complete-data products (b × (1 + k + P))."""
+
+    sums: tuple[np.ndarray, np.ndarray]
+    products: torch.Tensor | None = None
+
+
+def _prepare_block(block: DosageBlock, contexts: list[_LinearContext], *, products: bool) -> list[_Prepared]:
+    """Worker-thread part of a block: sums (always) and products (``products``: CPU runs, where
+    the int8 matrix products then run beside the main thread's per-variant algebra)."""
     out = []
     for ctx in contexts:
-        corr, outer = missing_sums_many(block, [ctx.corrections, ctx.outer_corrections])
-        out.append((corr, outer))
+        sums = tuple(missing_sums_many(block, [ctx.corrections, ctx.outer_corrections]))
+        out.append(_Prepared(sums, exact_products(block.dosage, ctx.products) if products else None))
     return out
 
 
@@ -199,6 +209,7 @@ def prefetch_blocks(
     depth: int = 2,
     context: Callable[[Any], Any] | None = None,
     prepare: Callable[[DosageBlock, Any], Any] | None = None,
+    workers: int | None = None,
 ) -> Iterator[tuple[Any, Any, DosageBlock, Any]]:
     """Read, decode and prepare the blocks of ``tasks`` in background threads, ``depth`` ahead.
 
@@ -215,7 +226,9 @@ def prefetch_blocks(
     from concurrent.futures import ThreadPoolExecutor
 
     # as many workers as torch may use threads (--threads), at most 2 for a .bed, 1 for other readers
-    workers = max(1, min(concurrent_reads(source), depth, torch.get_num_threads()))
+    if workers is None:
+        workers = torch.get_num_threads()
+    workers = max(1, min(concurrent_reads(source), depth, workers))
     pending: deque = deque()
     free_buffers: list[BlockBuffers] = []
     remaining = iter(tasks)
@@ -247,16 +260,17 @@ def _linear_block(
     block: DosageBlock,
     ctx: _LinearContext,
     device: torch.device,
-    sums: tuple[np.ndarray, np.ndarray] | None = None,
+    prepared: _Prepared | None = None,
 ) -> dict[str, np.ndarray]:
-    """OLS statistics for one block and one design; arrays of shape (b, P). ``sums``: the block's
-    missing-call sums of ``ctx.corrections`` and ``ctx.outer_corrections`` when already computed."""
+    """OLS statistics for one block and one design; arrays of shape (b, P). ``prepared``: what a
+    prefetch worker already computed for this block and design."""
     dosage = block.dosage.to(device)
-    products = exact_products(dosage, ctx.products)  # (b, 1 + k + P)
-    if sums is None:
-        sums = tuple(missing_sums_many(block, [ctx.corrections, ctx.outer_corrections]))
+    if prepared is None:
+        prepared = _Prepared(tuple(missing_sums_many(block, [ctx.corrections, ctx.outer_corrections])))
+    products = prepared.products
+    products = exact_products(dosage, ctx.products) if products is None else products.to(device)  # (b, 1 + k + P)
     with _one_thread(device):
-        return _linear_statistics(block, ctx, dosage, products, device, sums)
+        return _linear_statistics(block, ctx, dosage, products, device, prepared.sums)
 
 
 @contextlib.contextmanager
@@ -525,15 +539,23 @@ def gwas_linear(
         return contexts[chrom]
 
     n_blocks = len(tasks)
-    blocks = prefetch_blocks(genotypes, tasks, context=contexts_for, prepare=_missing_corrections)
-    for _, block_contexts, block, sums in track(
-        blocks, "linear GWAS", total=n_blocks, disable=None if progress else True
-    ):
-        order.append(block.variant_index)
-        for ctx, ctx_sums in zip(block_contexts, sums, strict=True):
-            result = _linear_block(block, ctx, device, ctx_sums)
-            for j, name in enumerate(ctx.design.pheno_names):
-                stats[name].append({key: (value[:, j] if value.ndim == 2 else value) for key, value in result.items()})
+    on_cpu = device.type == "cpu"
+    # On the CPU every thread of the pipeline runs single-threaded torch: the prefetch workers
+    # decode, sum the missing calls and take the int8 products while the main thread does the
+    # per-variant algebra (two-thread torch kernels beside them only oversubscribe the cores).
+    workers = torch.get_num_threads()
+    with _one_thread(device):
+        blocks = prefetch_blocks(genotypes, tasks, context=contexts_for, workers=workers,
+                                 prepare=lambda block, ctxs: _prepare_block(block, ctxs, products=on_cpu))
+        for _, block_contexts, block, prepared in track(
+            blocks, "linear GWAS", total=n_blocks, disable=None if progress else True
+        ):
+            order.append(block.variant_index)
+            for ctx, ctx_prepared in zip(block_contexts, prepared, strict=True):
+                result = _linear_block(block, ctx, device, ctx_prepared)
+                for j, name in enumerate(ctx.design.pheno_names):
+                    stats[name].append({key: (value[:, j] if value.ndim == 2 else value)
+                                        for key, value in result.items()})
     index = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
     variants = _variant_columns(genotypes.variant_table.iloc[index])
     tables = {}

@@ -77,14 +77,14 @@ def register(app: typer.Typer) -> None:
         import gc
         import time
 
-        from deepprs.assoc.bedscan import process_age, start_bed_scan, stop_bed_scan
+        from deepprs.assoc.bedscan import preload_scipy, process_age, start_bed_scan, stop_bed_scan
 
         imports_start = time.perf_counter()
 
         # Start reading the .bed (missing calls, homozygous-A1 counts; numpy only) in a background
-        # thread before the imports below, which take 2-3 s (torch alone 1.5-2 s) on one core.
+        # process before the imports below, which take 1.3-2 s (torch alone 1-1.5 s) on one core.
         # (not with --cvblup-covar: its per-chromosome blocks do not follow the scan's block grid;
-        # not with --threads 1: the scan is a second thread)
+        # not with --threads 1: the scan takes a second core)
         if bfile and not pfile and not bgen and not cvblup_covar and threads != 1:
             start_bed_scan(bfile, block_size)
         from deepprs.assoc.gwas import run_gwas
@@ -93,6 +93,7 @@ def register(app: typer.Typer) -> None:
         from deepprs.io.cohort import genotype_path, load_cohort
 
         import_seconds = time.perf_counter() - imports_start
+        preload_scipy()
         parameters = dict(
             bfile=bfile,
             pfile=pfile,
