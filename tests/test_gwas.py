@@ -702,7 +702,7 @@ def test_word_kernels_on_row_widths_that_are_multiples_of_8():
     np.testing.assert_array_equal(variant, np.repeat([0, 1], 32))
 
 
-def test_background_bed_scan_matches_direct_decoding(tmp_path):
+def test_background_bed_scan_matches_direct_decoding(tmp_path, monkeypatch):
     import threading
 
     from deepprs.assoc import bedscan
@@ -751,6 +751,19 @@ def test_background_bed_scan_matches_direct_decoding(tmp_path):
         assert scan.ready() in ([], [1], [2])  # at most the block being scanned when the reader passed
     finally:
         scan.close()
+    # a scan whose scratch space is full stops; the reader decodes every block itself
+    def full(path, arrays):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(bedscan, "_write_result", full)  # (inherited by the forked child)
+    try:
+        scan = bedscan.start_bed_scan(tmp_path / "sim", 16)
+        assert scan.wait(timeout=60) == 0 and not scan.ready() and not list(scan._dir.iterdir())
+        unscanned = gwas_linear(source, phenotypes, covariates=covariates, block_size=16, progress=False)
+    finally:
+        bedscan.stop_bed_scan()
+    for name in reference:
+        pd.testing.assert_frame_equal(reference[name], unscanned[name], check_exact=True)
     # close() stops a scan that is still running and removes its files
     scan = bedscan.BedScan(tmp_path / "sim.bed", 157, 40, 1, max_ahead=1)
     scan.close()

@@ -210,9 +210,7 @@ class BedScan:
         self._bytes = (n_samples + 3) // 4
         self._n_blocks = -(-n_variants // block_size)
         self._max_ahead = max(1, max_ahead)
-        shm = Path("/dev/shm")
-        self._dir = Path(tempfile.mkdtemp(prefix="deepprs-bedscan-",
-                                          dir=shm if shm.is_dir() and os.access(shm, os.W_OK) else None))
+        self._dir = Path(tempfile.mkdtemp(prefix="deepprs-bedscan-", dir=_scratch_root()))
         self._shared = mmap.mmap(-1, 16)  # anonymous and shared with the child
         self._control = np.frombuffer(self._shared, dtype=np.int64)
         self._control[:] = (-1, 0)
@@ -267,7 +265,11 @@ class BedScan:
             per_variant = np.bincount(missing_variant, minlength=stop - start).astype(np.int32)
             hom = hom_a1_word_counts(words, or_words, scratch=scratch).astype(np.int32)
             partial = self._dir / f"{number}.part"
-            np.concatenate([per_variant, hom, missing_sample]).tofile(partial)
+            try:
+                _write_result(partial, [per_variant, hom, missing_sample])
+            except OSError:  # scratch space full: the reader decodes the remaining blocks itself
+                partial.unlink(missing_ok=True)
+                return
             os.rename(partial, self._result_path(number))
 
     # -- parent ------------------------------------------------------------------------------
@@ -335,6 +337,23 @@ class BedScan:
             with suppress(ChildProcessError):
                 self.wait()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _write_result(path: Path, arrays: list[np.ndarray]) -> None:
+    """One block's scan results (int32 arrays, concatenated) to ``path``."""
+    np.concatenate(arrays).tofile(path)
+
+
+def _scratch_root() -> str | None:
+    """Where the scan's hand-over files go: ``/dev/shm`` (memory) when it has 1 GiB free (a
+    container's default 64 MB is too small), else the temporary directory."""
+    try:
+        stats = os.statvfs("/dev/shm")
+        if stats.f_bavail * stats.f_frsize >= 2**30 and os.access("/dev/shm", os.W_OK):
+            return "/dev/shm"
+    except OSError:
+        pass
+    return None
 
 
 _ACTIVE: list[BedScan] = []
