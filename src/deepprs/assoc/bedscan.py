@@ -11,7 +11,9 @@ those results per block (:func:`scanned_block`) instead of computing them.
 from __future__ import annotations
 
 import os
+import sys
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,7 +217,9 @@ class BedScan:
         self._control = np.frombuffer(self._shared, dtype=np.int64)
         self._control[:] = (-1, 0)
         self.exit_code: int | None = None
-        self.pid = os.fork()
+        with warnings.catch_warnings():  # Python >= 3.12 warns about fork() beside other threads
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.pid = os.fork()
         if self.pid == 0:  # pragma: no cover - the child (coverage does not follow it)
             code = 1
             try:
@@ -390,7 +394,9 @@ def start_bed_scan(prefix: str | Path, block_size: int) -> BedScan | None:
         size = os.path.getsize(bed) - 3
     except OSError:
         return None
-    if n_samples == 0 or block_size < 1 or size <= 0 or size % n_bytes or not hasattr(os, "fork"):
+    if n_samples == 0 or block_size < 1 or size <= 0 or size % n_bytes:
+        return None
+    if not sys.platform.startswith("linux"):  # fork() is unsafe with macOS system libraries
         return None
     stop_bed_scan()
     scan = BedScan(bed, n_samples, size // n_bytes, block_size)
