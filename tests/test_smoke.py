@@ -30,3 +30,18 @@ def test_executable_exits_quickly_with_the_commands_status(tmp_path):
     rows = Path(f"{out}.PHENO.glm.linear").read_text().splitlines()
     assert rows[0].startswith("#CHROM") and len(rows) == 1 + len((data / "eur.bim").read_text().splitlines())
     assert Path(f"{out}.provenance.json").read_text().rstrip().endswith("}")
+
+
+def test_bad_command_lines_print_a_usage_error_not_a_traceback(capsys):
+    """Missing or unknown options (typer >= 0.20 raises its own copy of click's errors) exit 2 with
+    click's usage message."""
+    import pytest
+
+    from deepprs.cli.main import main
+
+    for argv, message in ((["demo"], "Missing option '--out'"), (["gwas", "--out", "x", "--nope"], "No such option")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err

@@ -58,15 +58,29 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Exit, SystemExit) as exc:
         code = getattr(exc, "exit_code", getattr(exc, "code", 0))
         sys.exit(code or 0)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:  # usage errors (missing or bad options), Ctrl-C
+        usage, abort = _usage_error_types()
+        if isinstance(exc, usage):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, abort):
             sys.exit(1)
         raise
+
+
+def _usage_error_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """The exception types of a bad command line and of an aborted one: click's, and those of the
+    click copy that typer >= 0.20 ships as ``typer._click`` (its errors are not click's)."""
+    usage: list[type] = []
+    abort: list[type] = [typer.Abort] if hasattr(typer, "Abort") else []
+    for module_name in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        usage += [module.ClickException] if hasattr(module, "ClickException") else []
+        abort += [module.Abort] if hasattr(module, "Abort") else []
+    return tuple(usage), tuple(abort)
 
 
 def entry() -> None:
