@@ -803,3 +803,26 @@ def test_background_bed_scan_matches_direct_decoding(tmp_path, monkeypatch):
     (tmp_path / "bad.bed").write_bytes(b"\x00\x00\x00")
     (tmp_path / "bad.fam").write_text("a a 0 0 0 -9\n")
     assert bedscan.start_bed_scan(tmp_path / "bad", 16) is None  # the normal reader reports it
+
+
+def test_linear_block_size_bounds_memory_and_scan_uses_the_same_grid(tmp_path, monkeypatch):
+    """Blocks are capped at MAX_BLOCK_BYTES of int8 dosages; the start-up scan uses the same cap, so
+    its blocks still match the association step's, and results do not depend on the cap."""
+    from deepprs.assoc import bedscan
+
+    assert bedscan.linear_block_size(4096, 10_000) == 4096
+    assert bedscan.linear_block_size(4096, 480_000) == bedscan.MAX_BLOCK_BYTES // 480_000 == 559
+    assert bedscan.linear_block_size(4096, 10**9) == 16 and bedscan.linear_block_size(8, 10) == 8
+    dosage, covariates, phenotypes, source = _simulated(tmp_path)  # 157 samples, 40 variants
+    reference = gwas_linear(source, phenotypes, covariates=covariates, block_size=40, progress=False)
+    monkeypatch.setattr(bedscan, "MAX_BLOCK_BYTES", 157 * 16)  # -> 16 variants per block
+    assert bedscan.linear_block_size(40, 157) == 16
+    try:
+        scan = bedscan.start_bed_scan(tmp_path / "sim", 40)
+        assert scan.block_size == 16 and scan.wait(timeout=60) == 0 and scan.ready() == [0, 1, 2]
+        capped = gwas_linear(source, phenotypes, covariates=covariates, block_size=40, progress=False)
+        assert not scan.ready()  # every block came from the scan: same grid
+    finally:
+        bedscan.stop_bed_scan()
+    for name in reference:
+        pd.testing.assert_frame_equal(reference[name], capped[name], check_exact=True)

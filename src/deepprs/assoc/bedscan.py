@@ -343,6 +343,18 @@ class BedScan:
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
+# int8 dosages of one block of the linear GWAS: bounds its buffers (three blocks in flight, plus the
+# packed bytes: ~4x this) at any sample size
+MAX_BLOCK_BYTES = 256 * 2**20
+
+
+def linear_block_size(block_size: int, n_samples: int) -> int:
+    """Variants per block of the linear GWAS: ``block_size``, lowered so that one block of int8
+    dosages stays within :data:`MAX_BLOCK_BYTES` (4,096 variants up to 65,536 samples; 559 at
+    480,000), and never below 16."""
+    return max(1, min(block_size, max(16, MAX_BLOCK_BYTES // max(1, n_samples))))
+
+
 def _write_result(path: Path, arrays: list[np.ndarray]) -> None:
     """One block's scan results (int32 arrays, concatenated) to ``path``."""
     np.concatenate(arrays).tofile(path)
@@ -399,7 +411,7 @@ def start_bed_scan(prefix: str | Path, block_size: int) -> BedScan | None:
     if not sys.platform.startswith("linux"):  # fork() is unsafe with macOS system libraries
         return None
     stop_bed_scan()
-    scan = BedScan(bed, n_samples, size // n_bytes, block_size)
+    scan = BedScan(bed, n_samples, size // n_bytes, linear_block_size(block_size, n_samples))
     _ACTIVE.append(scan)
     return scan
 

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from deepprs.assoc.bedscan import as_words, hom_a1_word_counts, mask_words
+from deepprs.assoc.bedscan import as_words, hom_a1_word_counts, linear_block_size, mask_words
 from deepprs.assoc.blocks import (
     BlockBuffers,
     DigitMatrix,
@@ -482,7 +482,9 @@ def gwas_linear(
         One column per chromosome code (e.g. LOCO cvBLUP predictions); for variants on
         chromosome c, column c is added as an extra covariate.
     block_size
-        Variants per block (memory ~ block_size × N bytes for the int8 dosages).
+        Variants per block (memory ~ block_size × N bytes for the int8 dosages, a few blocks in
+        flight); lowered automatically so that a block stays within 256 MiB (e.g. 559 variants at
+        480,000 samples).
     device
         ``"cpu"``, ``"cuda"`` or ``"auto"``.
     max_vif, max_corr
@@ -514,6 +516,7 @@ def gwas_linear(
     )
     device = resolve_device(device)
     width = n_columns(genotypes)
+    block_size = linear_block_size(block_size, genotypes.n_samples)  # bounded memory at any N
     groups = phenotype_groups(phenotypes)
     cov_names = [] if covariates is None else [str(c) for c in covariates.columns]
     base_cov = None if covariates is None else covariates.to_numpy(dtype=np.float64)
