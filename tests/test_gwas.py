@@ -810,8 +810,8 @@ def test_linear_block_size_bounds_memory_and_scan_uses_the_same_grid(tmp_path, m
     its blocks still match the association step's, and results do not depend on the cap."""
     from deepprs.assoc import bedscan
 
-    assert bedscan.linear_block_size(4096, 10_000) == 4096
-    assert bedscan.linear_block_size(4096, 480_000) == bedscan.MAX_BLOCK_BYTES // 480_000 == 559
+    assert bedscan.linear_block_size(4096, 16_384) == 4096
+    assert bedscan.linear_block_size(4096, 480_000) == bedscan.MAX_BLOCK_BYTES // 480_000 == 139
     assert bedscan.linear_block_size(4096, 10**9) == 16 and bedscan.linear_block_size(8, 10) == 8
     dosage, covariates, phenotypes, source = _simulated(tmp_path)  # 157 samples, 40 variants
     reference = gwas_linear(source, phenotypes, covariates=covariates, block_size=40, progress=False)

@@ -345,12 +345,12 @@ class BedScan:
 
 # int8 dosages of one block of the linear GWAS: bounds its buffers (three blocks in flight, plus the
 # packed bytes: ~4x this) at any sample size
-MAX_BLOCK_BYTES = 256 * 2**20
+MAX_BLOCK_BYTES = 64 * 2**20
 
 
 def linear_block_size(block_size: int, n_samples: int) -> int:
     """Variants per block of the linear GWAS: ``block_size``, lowered so that one block of int8
-    dosages stays within :data:`MAX_BLOCK_BYTES` (4,096 variants up to 65,536 samples; 559 at
+    dosages stays within :data:`MAX_BLOCK_BYTES` (4,096 variants up to 16,384 samples; 139 at
     480,000), and never below 16."""
     return max(1, min(block_size, max(16, MAX_BLOCK_BYTES // max(1, n_samples))))
 

@@ -483,8 +483,8 @@ def gwas_linear(
         chromosome c, column c is added as an extra covariate.
     block_size
         Variants per block (memory ~ block_size × N bytes for the int8 dosages, a few blocks in
-        flight); lowered automatically so that a block stays within 256 MiB (e.g. 559 variants at
-        480,000 samples).
+        flight); lowered automatically so that a block stays within 64 MiB (e.g. 1,342 variants at
+        50,000 samples, 139 at 480,000).
     device
         ``"cpu"``, ``"cuda"`` or ``"auto"``.
     max_vif, max_corr
