@@ -197,6 +197,15 @@ def test_block_size_and_generic_reader_do_not_change_results(tmp_path):
         other = gwas_linear(reader, phenotypes, covariates=covariates, block_size=block_size, progress=False)
         for name in reference:
             pd.testing.assert_frame_equal(reference[name], other[name], rtol=1e-10, atol=0)
+    # .pgen: pgenlib's variant-major hard calls, missing calls found from the int8 sign bits
+    from deepprs.io.pgen import PgenReader, write_pgen
+
+    write_pgen(tmp_path / "sim_pgen", source.read(dtype=np.float64), source.sample_table, source.variant_table)
+    with PgenReader(tmp_path / "sim_pgen") as pgen:
+        for block_size in (16, 4096):
+            other = gwas_linear(pgen, phenotypes, covariates=covariates, block_size=block_size, progress=False)
+            for name in reference:
+                pd.testing.assert_frame_equal(reference[name], other[name], rtol=1e-10, atol=0)
 
 
 def test_flipping_the_counted_allele_flips_beta(tmp_path):

@@ -199,7 +199,8 @@ def test_pvar_with_info_columns_and_iid_only_psam(tmp_path):
         "1\t10\trs1\tA\tG\t.\tPASS\tAF=0.5\n1\t20\trs2\tC\tT\t50\t.\t.\n")
     (tmp_path / "p.psam").write_text("#IID\tSEX\tPHENO1\ns1\tM\t1\ns2\tF\t2\ns3\tNA\t1\n")
     source = PgenReader(prefix)
-    assert list(source.sample_table["fid"]) == ["s1", "s2", "s3"]      # FID = IID, as tables.py does
+    assert list(source.sample_table["fid"]) == ["0", "0", "0"]      # plink2: an absent FID is 0
+    assert source.sample_table.attrs["fid_absent"]
     assert list(source.sample_table["sex"]) == [1, 2, 0]
     assert list(source.variant_table["a1"]) == ["G", "T"]
     assert list(source.variant_table["cm"]) == [0.0, 0.0]

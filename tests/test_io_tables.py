@@ -42,11 +42,73 @@ def test_fid_iid_headers(tmp_path, header):
     np.testing.assert_array_equal(table["Height"].to_numpy(), [170.0, np.nan, 181.5])
 
 
-def test_iid_only_header_sets_fid_to_iid(tmp_path):
+def test_iid_only_header_sets_fid_0_and_marks_the_table(tmp_path):
     path = _write(tmp_path / "p.txt", "#IID\ty\nA\t1\nB\t2.5\n")
     table = read_phenotypes(path)
-    assert list(table.index) == [("A", "A"), ("B", "B")]
+    assert list(table.index) == [("0", "A"), ("0", "B")]  # plink2: an absent FID is 0
+    assert table.attrs["fid_absent"] and not read_phenotypes(_write(tmp_path / "q.txt", "FID IID y\nF A 1\n")).attrs[
+        "fid_absent"]
     np.testing.assert_array_equal(table["y"].to_numpy(), [1.0, 2.5])
+
+
+def _bed_with_ids(tmp_path: Path, fids: list[str], iids: list[str]) -> Path:
+    """A tiny .bed fileset (3 variants) with these sample IDs."""
+    from deepprs.io import write_bed
+
+    rng = np.random.default_rng(2)
+    dosage = rng.integers(0, 3, (len(iids), 3)).astype(float)
+    samples = pd.DataFrame({"fid": fids, "iid": iids, "father": "0", "mother": "0", "sex": 0})
+    variants = pd.DataFrame({"chrom": "1", "pos": [1, 2, 3], "id": ["v1", "v2", "v3"], "ref": "A", "alt": "C",
+                             "a1": "C", "cm": 0.0})
+    write_bed(tmp_path / "g", dosage, samples, variants)
+    return tmp_path / "g"
+
+
+@pytest.mark.parametrize(
+    ("fids", "header", "pheno_fid", "matched"),
+    [
+        (["0", "0", "0"], "#IID", None, 3),          # plink2: #IID -> FID 0 (matches)
+        (["A", "B", "C"], "#IID", None, 3),          # FID = IID in the .fam: matched by IID (plink2 would not)
+        (["0", "0", "0"], "FID IID", "0", 3),        # explicit FIDs: exact (FID, IID)
+        (["0", "0", "0"], "FID IID", "IID", 0),      # explicit but different FIDs: no match (as plink2)
+    ],
+)
+def test_sample_matching_follows_plink2_for_absent_fids(tmp_path, fids, header, pheno_fid, matched):
+    from deepprs.io import load_cohort
+
+    iids = ["A", "B", "C"]
+    prefix = _bed_with_ids(tmp_path, fids, iids)
+    rows = [(iid if pheno_fid is None else (iid if pheno_fid == "IID" else pheno_fid) + " " + iid) + f" {k}.5"
+            for k, iid in enumerate(iids)]
+    pheno = _write(tmp_path / "p.txt", f"{header} y\n" + "\n".join(rows) + "\n")
+    if matched:
+        cohort = load_cohort(prefix, pheno=pheno)
+        assert len(cohort.sample_index) == matched
+        np.testing.assert_array_equal(cohort.phenotypes["y"].to_numpy(), [0.5, 1.5, 2.5])
+    else:
+        with pytest.raises(InputError, match="0 sample IDs in common"):
+            load_cohort(prefix, pheno=pheno)
+
+
+def test_psam_without_fid_matches_tables_by_iid(tmp_path):
+    """A #IID .psam (plink2: FID 0) matches phenotype/covariate rows by IID, whatever their FID;
+    repeated IIDs then make the match ambiguous: a clear error."""
+    from deepprs.io import load_cohort
+    from deepprs.io.pgen import write_pgen
+
+    prefix = _bed_with_ids(tmp_path, ["0", "0", "0"], ["A", "B", "C"])
+    from deepprs.io import open_genotypes
+
+    source = open_genotypes(prefix)
+    write_pgen(tmp_path / "p", source.read(dtype=np.float64), source.sample_table, source.variant_table)
+    (tmp_path / "p.psam").write_text("#IID\tSEX\nA\t1\nB\t2\nC\t1\n")
+    pheno = _write(tmp_path / "y.txt", "FID IID y\n0 C 3\nX A 1\n0 B 2\n")
+    cohort = load_cohort(tmp_path / "p", file_format="pgen", pheno=pheno)
+    assert list(cohort.genotypes.sample_table["fid"]) == ["0", "0", "0"]
+    np.testing.assert_array_equal(cohort.phenotypes["y"].to_numpy(), [1.0, 2.0, 3.0])
+    twice = _write(tmp_path / "z.txt", "FID IID y\n0 C 3\nX C 1\n0 B 2\n")
+    with pytest.raises(InputError, match="repeats IIDs"):
+        load_cohort(tmp_path / "p", file_format="pgen", pheno=twice)
 
 
 def test_bad_header(tmp_path):

@@ -114,12 +114,40 @@ def missing_word_calls(
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`deepprs.assoc.blocks.missing_calls` on 64-bit words from :func:`as_words` -> (missing_variant,
     missing_sample), both of integer type ``dtype``; ``scratch`` as in :func:`hom_a1_word_counts`."""
-    b, words_per_row = words.shape
     flags = _scratch(words, scratch)
     np.right_shift(words, _ONE, out=flags)
     np.invert(flags, out=flags)
     np.bitwise_and(flags, words, out=flags)
-    np.bitwise_and(flags, _LOW_BITS, out=flags)
+    np.bitwise_and(flags, _LOW_BITS, out=flags)  # bit 0 of each 2-bit field holding code 01
+    return flagged_fields(flags, 2, dtype)
+
+
+_HIGH_BITS = np.uint64(0x8080808080808080)  # bit 7 of every byte of a 64-bit word
+
+
+def negative_int8(values: np.ndarray, dtype: type = np.int64) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) of the negative entries of an int8 matrix (e.g. missing calls coded -1 or
+    -9), in row-major order -> two arrays of ``dtype``. Works on 64-bit words (the sign bit of
+    each byte): a few whole-matrix passes instead of ``np.nonzero`` on a boolean copy."""
+    values = np.ascontiguousarray(values)
+    b, n = values.shape
+    if n % 8:
+        padded = np.zeros((b, n + 8 - n % 8), dtype=np.int8)
+        padded[:, :n] = values
+        values = padded
+    words = values.view(np.uint64)
+    flags = np.bitwise_and(words, _HIGH_BITS)
+    return flagged_fields(flags, 8, dtype)
+
+
+def flagged_fields(flags: np.ndarray, field_bits: int, dtype: type = np.int64) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the set bits of ``flags`` (b × words, uint64; at most one set bit per field of
+    ``field_bits`` bits) as (row, field index within the row), row-major order.
+
+    Each word's set bits are scattered into the slots the word owns (a cumulative count of bits
+    per word), the lowest bit first: no sort, and as many passes as the densest word has bits.
+    """
+    b, words_per_row = flags.shape
     per_word = np.bitwise_count(flags)  # (b, words) uint8
     per_row = per_word.sum(axis=1, dtype=np.int64)
     flat = flags.reshape(-1)
@@ -127,16 +155,18 @@ def missing_word_calls(
     value = flat[word_index]
     count = per_word.reshape(-1)[word_index].astype(np.int64)
     slot = np.cumsum(count) - count  # first output slot of each word
-    missing_sample = np.empty(int(per_row.sum()), dtype=dtype)
-    first_sample = (word_index % words_per_row) * 32
+    columns = np.empty(int(per_row.sum()), dtype=dtype)
+    fields_per_word = 64 // field_bits
+    shift = field_bits.bit_length() - 1  # bit position -> field index
+    first_field = (word_index % words_per_row) * fields_per_word
     while len(value):
         lowest = value & (~value + _ONE)  # lowest set bit
-        field = np.bitwise_count(lowest - _ONE).astype(np.int64) >> 1
-        missing_sample[slot] = first_sample + field
+        field = np.bitwise_count(lowest - _ONE).astype(np.int64) >> shift
+        columns[slot] = first_field + field
         value ^= lowest
         left = np.flatnonzero(value != 0)
-        value, slot, first_sample = value[left], slot[left] + 1, first_sample[left]
-    return np.repeat(np.arange(b, dtype=dtype), per_row), missing_sample
+        value, slot, first_field = value[left], slot[left] + 1, first_field[left]
+    return np.repeat(np.arange(b, dtype=dtype), per_row), columns
 
 
 @dataclass(frozen=True)

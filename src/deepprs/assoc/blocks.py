@@ -24,6 +24,7 @@ from deepprs.assoc.bedscan import (
     hom_a1_word_counts,
     mask_words,
     missing_word_calls,
+    negative_int8,
     read_rows,
     scanned_block,
 )
@@ -262,9 +263,12 @@ def read_dosage_block(
             missing_variant, missing_sample = missing_word_calls(words)
     else:
         packed = words = buffer = hom_a1_all = None
-        raw = source.read(None, block_index, dtype=np.int8, missing="raw").T  # (b, n)
-        missing_variant, missing_sample = np.nonzero(raw < 0)
-        dosage = torch.from_numpy(np.ascontiguousarray(np.where(raw < 0, 0, raw).astype(np.int8)))
+        if hasattr(source, "read_variant_major_i8"):  # .pgen: pgenlib's own variant-major layout
+            raw = source.read_variant_major_i8(block_index)  # (b, n), negative = missing
+        else:
+            raw = np.ascontiguousarray(source.read(None, block_index, dtype=np.int8, missing="raw").T)
+        missing_variant, missing_sample = negative_int8(raw)
+        dosage = torch.from_numpy(np.maximum(raw, 0, out=raw))
         missing_variant = missing_variant.astype(np.int64)
         missing_sample = missing_sample.astype(np.int64)
     return DosageBlock(

@@ -10,6 +10,7 @@ import pandas as pd
 from deepprs.errors import InputError
 from deepprs.io.genotypes import GenotypeSource, open_genotypes
 from deepprs.io.tables import (
+    FID_ABSENT,
     SampleAlignment,
     align_samples,
     read_covariates,
@@ -73,5 +74,6 @@ def load_cohort(genotypes: str | Path | GenotypeSource, *, file_format: str | No
         keep=read_sample_list(keep, "--keep") if keep else None,
         remove=read_sample_list(remove, "--remove") if remove else None,
         pheno_path=str(pheno) if pheno else None,
+        genotype_fid_absent=bool(source.sample_table.attrs.get(FID_ABSENT, False)),
     )
     return Cohort(genotypes=source, alignment=alignment)

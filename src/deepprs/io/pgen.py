@@ -7,8 +7,8 @@ first with ``plink2 --max-alleles 2`` or ``bcftools norm -m-``).
 
 ``.pvar``: optional ``##`` lines, then a ``#CHROM POS ID REF ALT [QUAL FILTER INFO CM]`` header
 (columns located by name); a header-less ``.pvar`` is read as ``.bim`` column order.
-``.psam``: a ``#FID IID ...`` or ``#IID ...`` header (``FID`` is then set equal to ``IID``,
-the convention :mod:`deepprs.io.tables` uses so that ``#IID`` phenotype files match); a
+``.psam``: a ``#FID IID ...`` or ``#IID ...`` header (``FID`` is then ``0``, as in plink2, and
+phenotype/covariate tables are matched to the samples by IID); a
 header-less ``.psam`` is read as a ``.fam``.
 """
 
@@ -28,6 +28,7 @@ from deepprs.io.genotypes import (
     check_unique_ids,
     finish_missing,
 )
+from deepprs.io.tables import ABSENT_FID, FID_ABSENT
 from deepprs.utils.runlog import atomic_path
 
 PGEN_MAGIC = bytes([0x6C, 0x1B])
@@ -176,13 +177,15 @@ def read_psam(path: str | Path) -> pd.DataFrame:
     n = len(table)
     iid = table["IID"].to_numpy()
     sex = table["SEX"].map(lambda value: _SEX_CODES.get(value, 0)) if "SEX" in table else pd.Series([0] * n)
-    return pd.DataFrame({
-        "fid": table["FID"].to_numpy() if "FID" in table else iid,
+    samples = pd.DataFrame({
+        "fid": table["FID"].to_numpy() if "FID" in table else np.full(n, ABSENT_FID, dtype=object),
         "iid": iid,
         "father": table["PAT"].to_numpy() if "PAT" in table else np.full(n, "0", dtype=object),
         "mother": table["MAT"].to_numpy() if "MAT" in table else np.full(n, "0", dtype=object),
         "sex": sex.to_numpy(dtype=int),
     })
+    samples.attrs[FID_ABSENT] = "FID" not in table  # plink2: FID 0; tables are then matched by IID
+    return samples
 
 
 def _header_may_have_dosages(path: Path) -> bool:
@@ -291,6 +294,28 @@ class PgenReader(GenotypeSource):
                                  "corrupt") from exc
         np.maximum(dosage, -1, out=dosage)                  # pgenlib's -9 (missing) -> -1
         return dosage if order is None else dosage[order]
+
+    def read_variant_major_i8(self, variant_index: np.ndarray) -> np.ndarray:
+        """Hard calls of all samples, variant-major: (len(variant_index), n_samples) int8, negative =
+        missing (pgenlib's -9). pgenlib's native layout: reading it this way costs ~0.01 s per
+        4,096 variants x 10,000 samples, where transposing a sample-major block costs ~0.3 s."""
+        if self._reader is None:
+            raise InputError(f"{self.path} is closed")
+        variant_index = np.asarray(variant_index, dtype=np.int64)
+        self._set_samples(np.arange(self.n_samples))
+        dosage = np.empty((len(variant_index), self.n_samples), dtype=np.int8)
+        if len(variant_index):
+            start = int(variant_index[0])
+            try:
+                if np.array_equal(variant_index, np.arange(start, start + len(variant_index))):
+                    self._reader.read_range(start, start + len(variant_index), dosage, sample_maj=0)
+                else:
+                    self._reader.read_list(variant_index.astype(np.uint32), dosage, sample_maj=0)
+            except RuntimeError as exc:
+                raise InputError(f"{self.path}: pgenlib cannot read variants {variant_index[0]}..."
+                                 f"{variant_index[-1]} ({_pgenlib_message(exc)}); the file is truncated or "
+                                 "corrupt") from exc
+        return dosage
 
     def _read_float(self, sample_index: np.ndarray, variant_index: np.ndarray,
                     dtype: np.dtype | type) -> np.ndarray:

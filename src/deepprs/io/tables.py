@@ -1,7 +1,9 @@
 """Phenotype and covariate tables, and sample alignment with a genotype file.
 
 Files are whitespace/tab separated with a header starting ``FID IID`` or ``#FID IID``
-(``#IID`` alone is accepted: FID is then set equal to IID, as plink2 does). ``NA`` and
+(``#IID`` alone is accepted: the FID is then ``0``, plink2's convention, and such a table is
+matched to the genotype samples by IID alone; so is any table when the genotype file itself has no
+FIDs, e.g. a ``#IID`` .psam). ``NA`` and
 ``-9`` mean missing (plink2's ``--input-missing-phenotype`` default, which also applies to
 covariates). Non-numeric covariate columns are categorical and one-hot encoded with the
 first level dropped; non-numeric phenotype values are an error.
@@ -18,6 +20,10 @@ import pandas as pd
 from deepprs.errors import InputError
 
 MISSING_TOKENS = ["NA", "na", "NaN", "nan", ".", "-9", "-9.0"]
+# plink2: a sample table without an FID column has FID 0
+ABSENT_FID = "0"
+# DataFrame.attrs key marking a table (or genotype sample table) read without FIDs
+FID_ABSENT = "fid_absent"
 
 
 def _read_raw(path: str | Path, what: str) -> pd.DataFrame:
@@ -48,7 +54,8 @@ def _read_raw(path: str | Path, what: str) -> pd.DataFrame:
     elif upper[:1] == ["IID"]:
         columns[0] = "IID"
         table.columns = columns
-        table.insert(0, "FID", table["IID"])
+        table.insert(0, "FID", ABSENT_FID)
+        table.attrs[FID_ABSENT] = True
     else:
         raise InputError(f"{what} file {path}: the header must start with 'FID IID' "
                          f"(or '#FID IID' or '#IID'); found {' '.join(columns[:3])!r}")
@@ -58,7 +65,9 @@ def _read_raw(path: str | Path, what: str) -> pd.DataFrame:
     if dup.any():
         first = (table.loc[dup, "FID"] + " " + table.loc[dup, "IID"]).unique()[:3].tolist()
         raise InputError(f"{what} file {path}: duplicate FID IID rows (first: {first}); each sample once")
-    return table.set_index(["FID", "IID"])
+    indexed = table.set_index(["FID", "IID"])
+    indexed.attrs[FID_ABSENT] = bool(table.attrs.get(FID_ABSENT, False))
+    return indexed
 
 
 def _select(table: pd.DataFrame, names: list[str] | None, path: str | Path, what: str,
@@ -84,7 +93,8 @@ def read_phenotypes(path: str | Path, names: list[str] | None = None) -> pd.Data
     InputError
         Unknown ``--pheno-name``, non-numeric values, or a column that is entirely missing.
     """
-    table = _select(_read_raw(path, "phenotype"), names, path, "phenotype", "--pheno-name")
+    raw_table = _read_raw(path, "phenotype")
+    table = _select(raw_table, names, path, "phenotype", "--pheno-name")
     out = {}
     for column in table.columns:
         raw = table[column].replace(MISSING_TOKENS, np.nan)
@@ -97,7 +107,9 @@ def read_phenotypes(path: str | Path, names: list[str] | None = None) -> pd.Data
         if values.isna().all():
             raise InputError(f"phenotype file {path}: column {column} is missing for every sample")
         out[column] = values.astype(float)
-    return pd.DataFrame(out, index=table.index)
+    result = pd.DataFrame(out, index=table.index)
+    result.attrs[FID_ABSENT] = raw_table.attrs[FID_ABSENT]
+    return result
 
 
 def read_covariates(path: str | Path, names: list[str] | None = None) -> pd.DataFrame:
@@ -108,7 +120,8 @@ def read_covariates(path: str | Path, names: list[str] | None = None) -> pd.Data
     DataFrame indexed by (FID, IID) of floats (NaN = missing); a categorical column ``C``
     with levels a, b, c becomes ``C=b`` and ``C=c``.
     """
-    table = _select(_read_raw(path, "covariate"), names, path, "covariate", "--covar-name")
+    raw_table = _read_raw(path, "covariate")
+    table = _select(raw_table, names, path, "covariate", "--covar-name")
     columns: dict[str, pd.Series] = {}
     for column in table.columns:
         raw = table[column].replace(MISSING_TOKENS, np.nan)
@@ -123,7 +136,9 @@ def read_covariates(path: str | Path, names: list[str] | None = None) -> pd.Data
                 columns[f"{column}={level}"] = indicator
         else:
             columns[column] = values.astype(float)
-    return pd.DataFrame(columns, index=table.index)
+    result = pd.DataFrame(columns, index=table.index)
+    result.attrs[FID_ABSENT] = raw_table.attrs[FID_ABSENT]
+    return result
 
 
 def read_sample_list(path: str | Path, what: str = "--keep") -> pd.MultiIndex:
@@ -166,16 +181,39 @@ class SampleAlignment:
         return "; ".join(parts)
 
 
+def match_by_iid(table: pd.DataFrame, genotype_ids: pd.MultiIndex, what: str) -> pd.DataFrame:
+    """Re-index ``table`` (indexed by (FID, IID)) with the genotype samples' (FID, IID), matching
+    on IID alone; rows whose IID is not a genotype sample are dropped. Used when the table or the
+    genotype file has no FID column (plink2 then takes FID 0 on that side)."""
+    genotype_iids = pd.Index(genotype_ids.get_level_values("IID"))
+    table_iids = pd.Index(table.index.get_level_values("IID"))
+    for ids, where in ((genotype_iids, "the genotype file"), (table_iids, f"the {what}")):
+        repeated = ids[ids.duplicated()].unique()
+        if len(repeated):
+            raise InputError(f"samples of the {what} are matched by IID (one side has no FID column), but "
+                             f"{where} repeats IIDs (first: {list(repeated[:3])}); give both files FID IID columns")
+    position = pd.Series(np.arange(len(genotype_iids)), index=genotype_iids).reindex(table_iids).to_numpy()
+    found = ~np.isnan(position)
+    matched = table[found].copy()
+    matched.index = genotype_ids[position[found].astype(np.int64)]
+    return matched
+
+
 def align_samples(genotype_ids: pd.MultiIndex, *, phenotypes: pd.DataFrame | None = None,
                   covariates: pd.DataFrame | None = None, keep: pd.MultiIndex | None = None,
                   remove: pd.MultiIndex | None = None, require_complete_covariates: bool = True,
-                  pheno_path: str | None = None) -> SampleAlignment:
+                  pheno_path: str | None = None, genotype_fid_absent: bool = False) -> SampleAlignment:
     """Intersect the genotype samples with phenotype/covariate tables and --keep/--remove lists.
 
     Samples missing *all* phenotypes are dropped; samples missing any covariate are dropped when
     ``require_complete_covariates`` (plink2 behaviour). Individual phenotype values may remain NaN
-    (per-phenotype handling is the caller's job).
+    (per-phenotype handling is the caller's job). A table read without FIDs (``#IID`` header), or
+    any table when ``genotype_fid_absent`` (the genotype file has no FIDs), is matched by IID.
     """
+    if phenotypes is not None and (genotype_fid_absent or phenotypes.attrs.get(FID_ABSENT, False)):
+        phenotypes = match_by_iid(phenotypes, genotype_ids, "phenotype file")
+    if covariates is not None and (genotype_fid_absent or covariates.attrs.get(FID_ABSENT, False)):
+        covariates = match_by_iid(covariates, genotype_ids, "covariate file")
     mask = np.ones(len(genotype_ids), dtype=bool)
     dropped: dict[str, int] = {}
 
