@@ -49,6 +49,8 @@ def main() -> None:
     parser.add_argument("--results", default=str(HERE / "RESULTS_gwas.md"))
     parser.add_argument("--repeats", type=int, default=1, help="runs of each tool per model (median reported)")
     parser.add_argument("--reuse", action="store_true", help="keep the dummy data of an earlier run")
+    parser.add_argument("--format", choices=("bed", "pgen"), default="bed",
+                        help="genotype input of both tools (pgen: converted with plink2 --make-pgen)")
     args = parser.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -58,6 +60,9 @@ def main() -> None:
     same_size = bed.exists() and bed.stat().st_size == 3 + args.m * ((args.n + 3) // 4)
     if not (args.reuse and same_size):
         make_data(prefix, args)
+    if args.format == "pgen" and not Path(f"{prefix}.pgen").exists():
+        subprocess.run(["plink2", "--bfile", str(prefix), "--make-pgen", "--out", str(prefix)], check=True,
+                       stdout=subprocess.DEVNULL)
     _main_runs(args, work, prefix, load_before)
 
 
@@ -107,7 +112,7 @@ def _main_runs(args: argparse.Namespace, work: Path, prefix: Path, load_before: 
             plink_runs.append(timed(
                 [
                     "plink2",
-                    "--bfile",
+                    f"--{'pfile' if args.format == 'pgen' else 'bfile'}",
                     str(prefix),
                     "--pheno",
                     f"{prefix}.pheno",
@@ -130,7 +135,7 @@ def _main_runs(args: argparse.Namespace, work: Path, prefix: Path, load_before: 
                     "-m",
                     "deepprs.cli.main",
                     "gwas",
-                    "--bfile",
+                    f"--{'pfile' if args.format == 'pgen' else 'bfile'}",
                     str(prefix),
                     "--pheno",
                     f"{prefix}.pheno",
@@ -170,7 +175,7 @@ def _main_runs(args: argparse.Namespace, work: Path, prefix: Path, load_before: 
     lines = [
         "# GWAS benchmark: `deepprs gwas` vs `plink2 --glm`",
         "",
-        f"Data: `plink2 --dummy {args.n} {args.m} {args.missing} acgt scalar-pheno` (.bed), "
+        f"Data: `plink2 --dummy {args.n} {args.m} {args.missing} acgt scalar-pheno` (.{args.format}), "
         "one quantitative trait; "
         "covariates: 10 N(0,1) columns. Both tools in the same run, "
         f"`--threads {args.threads}`; deepprs with `--no-plots` (writes the .glm.linear file and log).",
@@ -178,7 +183,8 @@ def _main_runs(args: argparse.Namespace, work: Path, prefix: Path, load_before: 
         f"{load_before[0]:.1f} / {load_before[1]:.1f} / {load_before[2]:.1f}, after it "
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (shared machine: timings are noisy).",
         f"Command: `python3 benchmarks/bench_gwas.py --n {args.n} --m {args.m} --missing {args.missing} "
-        f"--threads {args.threads} --repeats {args.repeats}` (times: median of the repeats, tools alternating)",
+        f"--threads {args.threads} --repeats {args.repeats} --format {args.format}` (times: median of the repeats, "
+        "tools alternating)",
         "",
         "| model | plink2 s | deepprs s | ratio | " + " | ".join(f"{key} s" for key in BREAKDOWN) + " | "
         "plink2 peak MiB | deepprs peak MiB | max abs dBETA | max rel dBETA | max abs d log10 P | "

@@ -285,10 +285,10 @@ def read_dosage_block(
 
 def concurrent_reads(source: GenotypeSource) -> int:
     """How many :func:`read_dosage_block` calls may run at once on ``source``: 2 for a ``.bed``
-    memory map, 1 for readers with internal state (pgenlib, BGEN)."""
+    and for a ``.pgen`` (one pgenlib reader per thread), 1 for other readers (internal state)."""
     from deepprs.io.bed import BedReader
 
-    return 2 if isinstance(source, BedReader) else 1
+    return 2 if isinstance(source, BedReader) or hasattr(source, "read_variant_major_i8") else 1
 
 
 def iter_dosage_blocks(source: GenotypeSource, variant_index: np.ndarray, block_size: int) -> Iterator[DosageBlock]:

@@ -15,6 +15,7 @@ header-less ``.psam`` is read as a ``.fam``.
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -254,6 +255,11 @@ class PgenReader(GenotypeSource):
                              "truncated, multi-allelic, or does not belong to this .pvar/.psam") from exc
         self._subset: np.ndarray | None = None      # sorted unique sample positions in use
         self.may_have_dosages = _header_may_have_dosages(self.path)
+        # read_variant_major_i8: one pgenlib reader per thread (pgenlib releases the GIL, so
+        # threads read blocks in parallel); all of them are closed by close()
+        self._thread_readers = threading.local()
+        self._all_thread_readers: list = []
+        self._thread_readers_lock = threading.Lock()
 
     def _set_samples(self, sample_index: np.ndarray) -> np.ndarray | None:
         """Restrict pgenlib to the needed samples; return the column order to apply (or None)."""
@@ -302,15 +308,21 @@ class PgenReader(GenotypeSource):
         if self._reader is None:
             raise InputError(f"{self.path} is closed")
         variant_index = np.asarray(variant_index, dtype=np.int64)
-        self._set_samples(np.arange(self.n_samples))
+        reader = getattr(self._thread_readers, "reader", None)
+        if reader is None:  # this thread's own reader of every sample: safe beside other threads
+            reader = _import_pgenlib().PgenReader(bytes(self.path), raw_sample_ct=self.n_samples,
+                                                  variant_ct=self.n_variants)
+            self._thread_readers.reader = reader
+            with self._thread_readers_lock:
+                self._all_thread_readers.append(reader)
         dosage = np.empty((len(variant_index), self.n_samples), dtype=np.int8)
         if len(variant_index):
             start = int(variant_index[0])
             try:
                 if np.array_equal(variant_index, np.arange(start, start + len(variant_index))):
-                    self._reader.read_range(start, start + len(variant_index), dosage, sample_maj=0)
+                    reader.read_range(start, start + len(variant_index), dosage, sample_maj=0)
                 else:
-                    self._reader.read_list(variant_index.astype(np.uint32), dosage, sample_maj=0)
+                    reader.read_list(variant_index.astype(np.uint32), dosage, sample_maj=0)
             except RuntimeError as exc:
                 raise InputError(f"{self.path}: pgenlib cannot read variants {variant_index[0]}..."
                                  f"{variant_index[-1]} ({_pgenlib_message(exc)}); the file is truncated or "
@@ -352,6 +364,10 @@ class PgenReader(GenotypeSource):
         if reader is not None:
             reader.close()
         self._reader = None
+        for extra in getattr(self, "_all_thread_readers", []):
+            extra.close()
+        self._all_thread_readers = []
+        self._thread_readers = threading.local()
 
 
 def write_pgen(prefix: str | Path, dosage: np.ndarray, sample_table: pd.DataFrame,
