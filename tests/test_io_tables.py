@@ -11,6 +11,7 @@ import pytest
 from deepprs.errors import InputError
 from deepprs.io import (
     align_samples,
+    in_sample_list,
     load_cohort,
     read_covariates,
     read_phenotypes,
@@ -194,8 +195,16 @@ def test_sample_lists(tmp_path):
     with_header = read_sample_list(_write(tmp_path / "k1", "#FID IID\nF1 I1\nF3 I3\n"))
     assert list(with_header) == [("F1", "I1"), ("F3", "I3")]
     iid_only = read_sample_list(_write(tmp_path / "k2", "A\nB\n\n"))
-    assert list(iid_only) == [("A", "A"), ("B", "B")]
+    assert list(iid_only.get_level_values("IID")) == ["A", "B"] and iid_only.get_level_values("FID").isna().all()
+    header_iid = read_sample_list(_write(tmp_path / "k4", "#IID\tSEX\nA\t1\n"))
+    assert list(header_iid.get_level_values("IID")) == ["A"] and header_iid.get_level_values("FID").isna().all()
     assert len(read_sample_list(_write(tmp_path / "k3", ""))) == 0
+    # IID-only entries match any FID (plink2's FID 0, or FID = IID); FID IID entries match exactly
+    samples = pd.MultiIndex.from_tuples([("0", "A"), ("B", "B"), ("F", "C"), ("G", "C")], names=["FID", "IID"])
+    np.testing.assert_array_equal(in_sample_list(samples, iid_only), [True, True, False, False])
+    np.testing.assert_array_equal(in_sample_list(samples, with_header), [False, False, False, False])
+    exact = read_sample_list(_write(tmp_path / "k5", "F C\n0 A\n"))
+    np.testing.assert_array_equal(in_sample_list(samples, exact), [True, False, True, False])
     with pytest.raises(InputError, match="--remove file .* does not exist"):
         read_sample_list(tmp_path / "none", "--remove")
 

@@ -9,6 +9,7 @@ from deepprs.io.standardize import allele_frequency, standardize
 from deepprs.io.tables import (
     SampleAlignment,
     align_samples,
+    in_sample_list,
     read_covariates,
     read_phenotypes,
     read_sample_list,
@@ -16,7 +17,7 @@ from deepprs.io.tables import (
 
 __all__ = [
     "BedReader", "Cohort", "GenotypeBlock", "GenotypeSource", "PackedGenotypes", "PgenReader", "SampleAlignment",
-    "align_samples", "allele_frequency", "genotype_path", "load_cohort", "open_genotypes", "read_bim",
+    "align_samples", "allele_frequency", "in_sample_list", "genotype_path", "load_cohort", "open_genotypes", "read_bim",
     "read_covariates", "read_fam", "read_phenotypes", "read_psam", "read_pvar", "read_sample_list", "standardize",
     "write_bed", "write_pgen",
 ]

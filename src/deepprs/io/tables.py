@@ -142,18 +142,33 @@ def read_covariates(path: str | Path, names: list[str] | None = None) -> pd.Data
 
 
 def read_sample_list(path: str | Path, what: str = "--keep") -> pd.MultiIndex:
-    """Read a --keep/--remove file: ``FID IID`` per line (header optional) or one IID per line."""
+    """Read a --keep/--remove file: ``FID IID`` per line (header optional), or one IID per line
+    (or a ``#IID`` header). IID-only entries have a missing FID (NaN) and match any sample with
+    that IID (see :func:`in_sample_list`)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{what} file {path} does not exist")
+    lines = [line.split() for line in path.read_text().splitlines() if line.split()]
+    iid_only = bool(lines) and lines[0][0].upper() in ("#IID", "IID")
     pairs = []
-    for line in path.read_text().splitlines():
-        fields = line.split()
-        if not fields or fields[0].upper() in ("FID", "#FID", "#IID", "IID"):
+    for fields in lines:
+        if fields[0].upper() in ("FID", "#FID", "#IID", "IID"):
             continue
-        pairs.append((fields[0], fields[1]) if len(fields) >= 2 else (fields[0], fields[0]))
+        pairs.append((None, fields[0]) if iid_only or len(fields) == 1 else (fields[0], fields[1]))
     return pd.MultiIndex.from_tuples(pairs, names=["FID", "IID"]) if pairs else \
         pd.MultiIndex.from_arrays([[], []], names=["FID", "IID"])
+
+
+def in_sample_list(sample_ids: pd.MultiIndex, entries: pd.MultiIndex) -> np.ndarray:
+    """Which of ``sample_ids`` a --keep/--remove list names -> (n,) bool: entries with an FID match
+    (FID, IID) exactly, IID-only entries (NaN FID) match on IID."""
+    fids = pd.Index(entries.get_level_values("FID"))
+    iid_only = fids.isna()
+    found = np.asarray(sample_ids.isin(entries[~iid_only]), dtype=bool)
+    if iid_only.any():
+        iids = pd.Index(entries.get_level_values("IID"))[iid_only]
+        found |= np.asarray(pd.Index(sample_ids.get_level_values("IID")).isin(iids), dtype=bool)
+    return found
 
 
 @dataclass
@@ -224,9 +239,9 @@ def align_samples(genotype_ids: pd.MultiIndex, *, phenotypes: pd.DataFrame | Non
         mask &= new_mask
 
     if keep is not None:
-        apply(genotype_ids.isin(keep), "not in --keep")
+        apply(in_sample_list(genotype_ids, keep), "not in --keep")
     if remove is not None:
-        apply(~genotype_ids.isin(remove), "in --remove")
+        apply(~in_sample_list(genotype_ids, remove), "in --remove")
     if phenotypes is not None:
         common = genotype_ids.isin(phenotypes.index)
         if not common.any():

@@ -207,15 +207,15 @@ def write_filtered_bed(genotypes: GenotypeSource, result: QCResult, out: str | P
 
 def select_samples(genotypes: GenotypeSource, *, keep: str | Path | None = None,
                    remove: str | Path | None = None) -> np.ndarray:
-    """Positions of the samples kept by ``--keep`` / ``--remove`` files (FID IID per line)."""
-    from deepprs.io.tables import read_sample_list
+    """Positions of the samples kept by ``--keep`` / ``--remove`` files (FID IID per line, or IIDs)."""
+    from deepprs.io.tables import in_sample_list, read_sample_list
 
     ids = genotypes.sample_ids
     mask = np.ones(len(ids), dtype=bool)
     if keep is not None:
-        mask &= ids.isin(read_sample_list(keep, "--keep"))
+        mask &= in_sample_list(ids, read_sample_list(keep, "--keep"))
     if remove is not None:
-        mask &= ~ids.isin(read_sample_list(remove, "--remove"))
+        mask &= ~in_sample_list(ids, read_sample_list(remove, "--remove"))
     if not mask.any():
         raise InputError("no samples left after --keep/--remove; check the FID IID columns of those files")
     return np.flatnonzero(mask)
