@@ -83,7 +83,7 @@ class DosageBlock:
     ----------
     variant_index : ndarray of int, shape (b,)
         Positions in the source's ``variant_table``.
-    dosage : Tensor of int8, shape (b, n_columns)
+    dosage : Tensor of int8 (float64 for dosage data, see :func:`uses_dosages`), shape (b, n_columns)
         Dosage of the counted allele; missing calls are 0. Column ``i`` is file sample ``i``
         (``n_columns >= n_samples``; padding columns hold arbitrary values and must get weight 0).
     missing_variant, missing_sample : ndarray of int64 (int32 from a background scan), shape (n_missing,)
@@ -261,6 +261,11 @@ def read_dosage_block(
         else:
             words, hom_a1_all = as_words(packed), None
             missing_variant, missing_sample = missing_word_calls(words)
+    elif uses_dosages(source):  # imputed data: the dosages themselves (plink2 --glm uses them)
+        packed = words = buffer = hom_a1_all = None
+        values = source.read_variant_major_dosage(block_index)  # (b, n) float64, NaN = missing
+        missing_variant, missing_sample = np.nonzero(np.isnan(values))
+        dosage = torch.from_numpy(np.nan_to_num(values, copy=False, nan=0.0))
     else:
         packed = words = buffer = hom_a1_all = None
         if hasattr(source, "read_variant_major_i8"):  # .pgen: pgenlib's own variant-major layout
@@ -281,6 +286,17 @@ def read_dosage_block(
         buffer=buffer,
         hom_a1_all=hom_a1_all,
     )
+
+
+def uses_dosages(source: GenotypeSource) -> bool:
+    """Whether association reads ``source``'s dosages (BGEN, .pgen files that may store dosages)
+    rather than hard calls: :func:`read_dosage_block` then gives float64 blocks."""
+    return bool(getattr(source, "may_have_dosages", False)) and hasattr(source, "read_variant_major_dosage")
+
+
+def dosage_bytes(source: GenotypeSource) -> int:
+    """Bytes per genotype of a :func:`read_dosage_block` block: 8 for dosages, 1 for hard calls."""
+    return 8 if uses_dosages(source) else 1
 
 
 def concurrent_reads(source: GenotypeSource) -> int:
@@ -331,6 +347,7 @@ class DigitMatrix:
     n_cols: int
     padded_cols: int
     digit_columns: tuple[np.ndarray, ...] = ()
+    values: torch.Tensor | None = None  # V itself (float64), for float dosage blocks
 
 
 def to_digits(values: np.ndarray) -> DigitMatrix:
@@ -366,6 +383,7 @@ def to_digits(values: np.ndarray) -> DigitMatrix:
         n_cols=c,
         padded_cols=padded,
         digit_columns=digit_columns,
+        values=torch.from_numpy(np.ascontiguousarray(values)),
     )
 
 
@@ -381,12 +399,15 @@ def _recombine(partial, matrix: DigitMatrix, combined):
 
 
 def exact_products(dosage: torch.Tensor, matrix: DigitMatrix) -> torch.Tensor:
-    """``dosage @ V`` in float64 for an int8 dosage block (b × n) and a :class:`DigitMatrix` V.
+    """``dosage @ V`` in float64 for an int8 dosage block (b × n) and a :class:`DigitMatrix` V
+    (exact, from int8 digit products; a float dosage block is multiplied by V in float64).
 
     Returns
     -------
     Tensor of float64, shape (b, c)
     """
+    if dosage.is_floating_point():  # dosage data: a float64 product (plink2 computes in double too)
+        return dosage.to(torch.float64) @ matrix.values.to(dosage.device)
     digits = matrix.digits.to(dosage.device)
     b = dosage.shape[0]
     if dosage.device.type == "cpu" and b >= 1:

@@ -50,6 +50,7 @@ from deepprs.assoc.blocks import (
     DigitMatrix,
     DosageBlock,
     concurrent_reads,
+    dosage_bytes,
     exact_products,
     exclusion_mask,
     n_columns,
@@ -516,7 +517,8 @@ def gwas_linear(
     )
     device = resolve_device(device)
     width = n_columns(genotypes)
-    block_size = linear_block_size(block_size, genotypes.n_samples)  # bounded memory at any N
+    # bounded memory at any N (float64 dosage blocks take 8 bytes a genotype)
+    block_size = linear_block_size(block_size, genotypes.n_samples * dosage_bytes(genotypes))
     groups = phenotype_groups(phenotypes)
     cov_names = [] if covariates is None else [str(c) for c in covariates.columns]
     base_cov = None if covariates is None else covariates.to_numpy(dtype=np.float64)

@@ -125,6 +125,13 @@ class BgenReader(GenotypeSource):
         })[VARIANT_COLUMNS]
         check_unique_ids(self.sample_table, self.variant_table, str(path),
                          allow_duplicate_variant_ids=allow_duplicate_variant_ids)
+        self.may_have_dosages = True  # genotype probabilities: association uses the dosages
+
+    def read_variant_major_dosage(self, variant_index: np.ndarray) -> np.ndarray:
+        """Dosages of all samples, variant-major: (len(variant_index), n_samples) float64, NaN =
+        missing."""
+        variant_index = np.asarray(variant_index, dtype=np.int64)
+        return np.ascontiguousarray(self.read_dosage(np.arange(self.n_samples), variant_index).T)
 
     def read_dosage(self, sample_index: np.ndarray, variant_index: np.ndarray) -> np.ndarray:
         """Expected second-allele dosage, float64 (samples × variants), NaN = missing."""
