@@ -264,8 +264,10 @@ def read_dosage_block(
     elif uses_dosages(source):  # imputed data: the dosages themselves (plink2 --glm uses them)
         packed = words = buffer = hom_a1_all = None
         values = source.read_variant_major_dosage(block_index)  # (b, n) float64, NaN = missing
-        missing_variant, missing_sample = np.nonzero(np.isnan(values))
-        dosage = torch.from_numpy(np.nan_to_num(values, copy=False, nan=0.0))
+        missing = np.isnan(values)
+        missing_variant, missing_sample = np.nonzero(missing)
+        values[missing] = 0.0
+        dosage = torch.from_numpy(values)
     else:
         packed = words = buffer = hom_a1_all = None
         if hasattr(source, "read_variant_major_i8"):  # .pgen: pgenlib's own variant-major layout

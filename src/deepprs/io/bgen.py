@@ -131,7 +131,10 @@ class BgenReader(GenotypeSource):
         """Dosages of all samples, variant-major: (len(variant_index), n_samples) float64, NaN =
         missing."""
         variant_index = np.asarray(variant_index, dtype=np.int64)
-        return np.ascontiguousarray(self.read_dosage(np.arange(self.n_samples), variant_index).T)
+        dosage = self.read_dosage(np.arange(self.n_samples), variant_index)  # (n, b)
+        out = np.empty((dosage.shape[1], dosage.shape[0]))
+        np.copyto(out, dosage.T)
+        return out
 
     def read_dosage(self, sample_index: np.ndarray, variant_index: np.ndarray) -> np.ndarray:
         """Expected second-allele dosage, float64 (samples × variants), NaN = missing."""
