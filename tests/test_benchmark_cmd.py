@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
 
 from deepprs.cli.main import main
 from deepprs.evaluate.benchmark import run_benchmark
@@ -27,10 +26,7 @@ PREFIX = str(DATA / "eur_chr22")
 PHENO = str(DATA / "eur_chr22.pheno")
 
 
-@pytest.fixture(autouse=True)
-def _one_blas_thread():
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")  # see conftest.py
 
 
 @register_model("fakenet_test")

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from threadpoolctl import threadpool_limits
 
 from deepprs.cli.main import main
 from deepprs.errors import InputError
@@ -31,10 +30,7 @@ PREFIX = str(DATA / "eur_chr22")
 PHENO = str(DATA / "eur_chr22.pheno")
 
 
-@pytest.fixture(autouse=True)
-def _one_blas_thread():
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")

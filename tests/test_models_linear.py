@@ -14,18 +14,12 @@ from typing import Any
 import numpy as np
 import pytest
 import statsmodels.api as sm
-from threadpoolctl import threadpool_limits
 
 from deepprs.io.packed import PackedGenotypes
 from deepprs.models.base import MODEL_REGISTRY, make_model
 from deepprs.models.screening import clump, marginal_association, screen_variants
 
-
-@pytest.fixture(autouse=True)
-def _one_blas_thread():
-    # the CI box is small and shared; one BLAS thread is far faster than oversubscription
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")  # see conftest.py
 
 
 def simulate(n, m, *, n_causal, h2, seed, n_test=0, maf=(0.05, 0.5), effects=None):
