@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,6 @@ import pytest
 from deepprs.cli.main import main
 
 FIXTURE = Path(__file__).parent / "data" / "io" / "eur60"
-HAS_BGEN = importlib.util.find_spec("bgen_reader") is not None
 
 
 def run(argv: list[str]) -> int:
@@ -30,8 +28,6 @@ def read_qc(prefix: Path) -> pd.DataFrame:
 
 @pytest.mark.parametrize("flag, path", [("--pfile", str(FIXTURE)), ("--bgen", f"{FIXTURE}.bgen")])
 def test_qc_gives_the_same_table_for_every_genotype_flag(tmp_path, flag, path):
-    if flag == "--bgen" and not HAS_BGEN:
-        pytest.skip("bgen-reader not installed (pip install deepprs[bgen])")
     assert run(["qc", "--bfile", str(FIXTURE), "--out", str(tmp_path / "bed")]) == 0
     assert run(["qc", flag, path, "--out", str(tmp_path / "other")]) == 0
     bed, other = read_qc(tmp_path / "bed"), read_qc(tmp_path / "other")

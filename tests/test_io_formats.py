@@ -232,19 +232,18 @@ def test_pvar_missing_required_column(tmp_path):
 
 # --------------------------------------------------------------------------- BGEN
 
-def test_bgen_matches_bed(bed_fixture, tmp_path):
-    pytest.importorskip("bgen_reader")
+def test_bgen_matches_bed(bed_fixture):
     from deepprs.io.bgen import BgenReader
 
-    for suffix in (".bgen", ".sample"):
-        # a copy, because bgen-reader caches its metadata beside the .bgen
-        shutil.copy(DATA / f"eur60{suffix}", tmp_path / f"eur60{suffix}")
-    with open_genotypes(tmp_path / "eur60.bgen") as source:
+    files_before = sorted(DATA.iterdir())
+    with open_genotypes(DATA / "eur60.bgen") as source:
         assert isinstance(source, BgenReader)
         pd.testing.assert_frame_equal(source.sample_table[["fid", "iid", "sex"]],
                                       bed_fixture.sample_table[["fid", "iid", "sex"]])
         assert list(source.variant_table["a1"]) == list(bed_fixture.variant_table["a1"])   # 2nd allele = ALT
         assert list(source.variant_table["ref"]) == list(bed_fixture.variant_table["ref"])
+        assert list(source.variant_table["id"]) == list(bed_fixture.variant_table["id"])
+        np.testing.assert_array_equal(source.variant_table["pos"], bed_fixture.variant_table["pos"])
         expected = bed_fixture.read(dtype=np.float64)
         np.testing.assert_array_equal(source.read(dtype=np.float64), expected)
         blocks = np.concatenate([b.dosage for b in source.iter_blocks(64)], axis=1)
@@ -252,14 +251,19 @@ def test_bgen_matches_bed(bed_fixture, tmp_path):
         subset = {"samples": [4, 2], "variants": [9, 1], "missing": "raw", "dtype": np.int8}
         np.testing.assert_array_equal(source.read(**subset), bed_fixture.read(**subset))
         np.testing.assert_allclose(source.read(missing="mean"), bed_fixture.read(missing="mean"), rtol=1e-6)
+    assert sorted(DATA.iterdir()) == files_before           # no index or cache file written beside the input
 
 
-def test_bgen_without_extra_gives_install_hint(monkeypatch, tmp_path):
+def test_bgen_zstd_without_zstandard_gives_install_hint(monkeypatch, tmp_path):
     from deepprs.io.bgen import BgenReader
 
-    monkeypatch.setitem(sys.modules, "bgen_reader", None)             # makes `import bgen_reader` fail
-    shutil.copy(DATA / "eur60.bgen", tmp_path / "x.bgen")
-    with pytest.raises(InputError, match=r"pip install deepprs\[bgen\]"):
+    monkeypatch.setitem(sys.modules, "zstandard", None)               # makes `import zstandard` fail
+    data = bytearray((DATA / "eur60.bgen").read_bytes())
+    flags_at = 4 + int.from_bytes(data[4:8], "little") - 4
+    flags = int.from_bytes(data[flags_at : flags_at + 4], "little")
+    data[flags_at : flags_at + 4] = ((flags & ~3) | 2).to_bytes(4, "little")   # compression: zstd
+    (tmp_path / "x.bgen").write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"zstd.*pip install deepprs\[bgen\]"):
         BgenReader(tmp_path / "x.bgen")
 
 

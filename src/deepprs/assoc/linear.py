@@ -55,6 +55,7 @@ from deepprs.assoc.blocks import (
     exclusion_mask,
     n_columns,
     read_dosage_block,
+    squared_products,
     to_digits,
 )
 from deepprs.assoc.design import Design, chromosome_designs, phenotype_groups
@@ -154,15 +155,20 @@ class _Prepared:
 
     sums: tuple[np.ndarray, np.ndarray]
     products: torch.Tensor | None = None
+    squares: torch.Tensor | None = None  # (b,) weighted sums of squared dosages (blocks without .bed bytes)
 
 
 def _prepare_block(block: DosageBlock, contexts: list[_LinearContext], *, products: bool) -> list[_Prepared]:
-    """Worker-thread part of a block: sums (always) and products (``products``: CPU runs, where
-    the int8 matrix products then run beside the main thread's per-variant algebra)."""
+    """Worker-thread part of a block: sums (always), products and sums of squares (``products``:
+    CPU runs, where the matrix products then run beside the main thread's per-variant algebra)."""
     out = []
     for ctx in contexts:
         sums = tuple(missing_sums_many(block, [ctx.corrections, ctx.outer_corrections]))
-        out.append(_Prepared(sums, exact_products(block.dosage, ctx.products) if products else None))
+        if not products:
+            out.append(_Prepared(sums))
+            continue
+        squares = None if block.packed is not None else squared_products(block.dosage, ctx.weight_digits)[:, 0]
+        out.append(_Prepared(sums, exact_products(block.dosage, ctx.products), squares))
     return out
 
 
@@ -271,7 +277,7 @@ def _linear_block(
     products = prepared.products
     products = exact_products(dosage, ctx.products) if products is None else products.to(device)  # (b, 1 + k + P)
     with _one_thread(device):
-        return _linear_statistics(block, ctx, dosage, products, device, prepared.sums)
+        return _linear_statistics(block, ctx, dosage, products, device, prepared.sums, prepared.squares)
 
 
 @contextlib.contextmanager
@@ -296,8 +302,10 @@ def _linear_statistics(
     products: torch.Tensor,
     device: torch.device,
     sums: tuple[np.ndarray, np.ndarray],
+    squares: torch.Tensor | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per-variant statistics from the complete-data products (b × (1 + k + P)) of one block."""
+    """Per-variant statistics from the complete-data products (b × (1 + k + P)) of one block
+    (``squares``: the weighted sums of squared dosages, when a worker already took them)."""
     design = ctx.design
     k = design.basis.shape[1]
     n_pheno = design.residual.shape[1]
@@ -316,8 +324,10 @@ def _linear_statistics(
             counts = hom_a1_word_counts(words, ctx.or_words)
         hom_a1 = torch.from_numpy(counts.astype(np.float64)).to(device)
         g_g = dosage_sum + 2.0 * hom_a1
+    elif squares is not None:
+        g_g = squares.to(device)
     else:
-        g_g = exact_products(dosage * dosage, ctx.weight_digits)[:, 0]
+        g_g = squared_products(dosage, ctx.weight_digits)[:, 0]
     outer = torch.from_numpy(sums[1]).to(device)
     upper, lower = _triangle_positions(k, device)
     gram = torch.empty(b, k * k, dtype=torch.float64, device=device)

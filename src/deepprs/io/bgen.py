@@ -1,28 +1,48 @@
-"""BGEN genotypes (optional extra ``pip install deepprs[bgen]``, backed by ``bgen-reader``).
+"""BGEN genotypes (v1.1, v1.2 and v1.3), decoded natively with numpy.
 
 **Counted allele.** The dosage is the expected count of the **second** allele listed in each BGEN
-variant (``E[count] = P(het) + 2 P(hom second)``), and the variant table reports it as
-``alt = a1`` with the first allele as ``ref``. This matches ``plink2 --bgen ... ref-first`` and
-REGENIE (``ALLELE1`` = second allele). Files written by ``plink2 --export bgen-1.2 ref-first``
-therefore give the same dosages as the ``.bed``/``.pgen`` they came from.
+variant (``E[count] = P(het) + 2 P(hom second)``; phased data: the sum over both haplotypes of
+P(second allele)), and the variant table reports it as ``alt = a1`` with the first allele as
+``ref``. This matches ``plink2 --bgen ... ref-first`` and REGENIE (``ALLELE1`` = second allele).
+Files written by ``plink2 --export bgen-1.2 ref-first`` therefore give the same dosages as the
+``.bed``/``.pgen`` they came from.
 
 Float reads (``read``/``iter_blocks`` with ``missing="nan"`` or ``"mean"``) return the expected
-dosage; ``missing="raw"`` (int8) and :class:`~deepprs.io.packed.PackedGenotypes` use hard calls
-(the dosage rounded to 0/1/2). Only unphased or phased biallelic diploid data is read; other
-variants raise :class:`~deepprs.errors.InputError`.
+dosage, computed exactly from the stored integers (layout 2: ``value / (2^bits - 1)``; layout 1:
+``value / 32768``); ``missing="raw"`` (int8) and :class:`~deepprs.io.packed.PackedGenotypes` use
+hard calls (the dosage rounded to 0/1/2). A sample is missing where its ploidy byte has the
+missing bit (layout 2) or its three probabilities are all 0 (layout 1).
+
+Supported: biallelic variants, every sample diploid, phased or unphased, any bit depth (1-32),
+zlib, zstd (needs the ``zstandard`` package) or no compression. ``pip install deepprs[bgen]`` adds
+``zstandard`` and ``zlib-ng`` (zlib blocks then inflate ~3x faster; same output).
+Multi-allelic variants are refused when the file is opened; non-diploid samples (e.g. haploid
+chrX calls) when their variant is read.
 
 Samples come from the ``.sample`` file beside the ``.bgen`` (``ID_1 ID_2 missing sex`` header,
 then a type line; ``ID_1`` = FID, ``ID_2`` = IID) when present, otherwise from the IDs stored in the
-BGEN (FID = IID).
+BGEN (FID = IID), otherwise ``sample_0``, ``sample_1``, ...
+
+Opening a file scans its variant headers once (no index file is written; the input is never
+modified). Reads take a block of variants at a time: the compressed data of consecutive variants
+is read with one ``pread``, each variant is decompressed (zlib and zstd release the GIL, so two
+prefetch threads decode at once), and the probabilities of all the block's variants are
+unpacked together.
 """
 
 from __future__ import annotations
 
+import mmap
+import os
+import struct
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from deepprs.assoc.bedscan import negative_int8
 from deepprs.errors import InputError
 from deepprs.io.genotypes import (
     VARIANT_COLUMNS,
@@ -32,16 +52,11 @@ from deepprs.io.genotypes import (
 )
 from deepprs.io.pgen import finish_float_dosage
 
-BGEN_EXTRA_HINT = ("reading .bgen needs the optional bgen-reader package: pip install deepprs[bgen] "
-                   "(or pip install bgen-reader)")
-
-
-def _import_open_bgen():
-    try:
-        from bgen_reader import open_bgen
-    except ImportError as exc:
-        raise InputError(BGEN_EXTRA_HINT) from exc
-    return open_bgen
+ZSTD_HINT = "reading a zstd-compressed BGEN needs the zstandard package: pip install deepprs[bgen] (or zstandard)"
+_COMPRESSION_NAMES = {0: None, 1: "zlib", 2: "zstd"}
+_MISSING_BIT = 0x80
+_MAX_READ = 64 << 20  # bytes of compressed data per pread
+_PLOIDY_MASK = 0x3F
 
 
 def read_sample_file(path: str | Path) -> pd.DataFrame:
@@ -68,6 +83,277 @@ def read_sample_file(path: str | Path) -> pd.DataFrame:
     })
 
 
+@dataclass(frozen=True)
+class BgenHeader:
+    """The header block of a BGEN file.
+
+    Attributes
+    ----------
+    first_variant : int
+        File offset of the first variant block.
+    n_variants, n_samples : int
+    compression : {None, "zlib", "zstd"}
+    layout : {1, 2}
+    has_sample_ids : bool
+        A sample-identifier block follows the header.
+    """
+
+    first_variant: int
+    n_variants: int
+    n_samples: int
+    compression: str | None
+    layout: int
+    has_sample_ids: bool
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace")
+
+
+def read_header(data: mmap.mmap | bytes, path: Path) -> BgenHeader:
+    """Parse the first bytes of a BGEN file (:class:`InputError` if they are not BGEN)."""
+    if len(data) < 24 or data[16:20] not in (b"bgen", b"\x00\x00\x00\x00"):
+        raise InputError(f"{path} is not a BGEN file (magic bytes {bytes(data[16:20]).hex()} instead of 'bgen')")
+    offset, header_length, n_variants, n_samples = struct.unpack_from("<IIII", data, 0)
+    if header_length < 20 or header_length > offset or offset + 4 > len(data):
+        raise InputError(f"{path}: corrupt BGEN header (header length {header_length}, first variant at {offset + 4})")
+    (flags,) = struct.unpack_from("<I", data, 4 + header_length - 4)
+    compression_code, layout = flags & 3, (flags >> 2) & 15
+    if compression_code not in _COMPRESSION_NAMES or layout not in (1, 2):
+        raise InputError(f"{path}: unsupported BGEN flags (compression {compression_code}, layout {layout}); "
+                         "BGEN v1.1-1.3 use compression 0-2 and layout 1 or 2")
+    compression = _COMPRESSION_NAMES[compression_code]
+    if layout == 1 and compression == "zstd":
+        raise InputError(f"{path}: corrupt BGEN header (layout 1 with zstd compression)")
+    return BgenHeader(first_variant=offset + 4, n_variants=n_variants, n_samples=n_samples,
+                      compression=compression, layout=layout, has_sample_ids=bool(flags >> 31))
+
+
+def read_sample_ids(data: mmap.mmap, header: BgenHeader, path: Path) -> list[str]:
+    """The sample-identifier block that follows the header (``header.has_sample_ids``)."""
+    pos = 4 + struct.unpack_from("<I", data, 4)[0]
+    try:
+        block_length, n_ids = struct.unpack_from("<II", data, pos)
+        pos += 8
+        ids = []
+        for _ in range(n_ids):
+            (length,) = struct.unpack_from("<H", data, pos)
+            ids.append(_text(data[pos + 2 : pos + 2 + length]))
+            pos += 2 + length
+    except struct.error:
+        raise InputError(f"{path}: the sample-identifier block is truncated") from None
+    if n_ids != header.n_samples or pos > header.first_variant:
+        raise InputError(f"{path}: the sample-identifier block lists {n_ids} samples but the header says "
+                         f"{header.n_samples}")
+    return ids
+
+
+@dataclass(frozen=True)
+class VariantIndex:
+    """What :func:`scan_variants` found: the variant table and where each variant's genotype data is.
+
+    Attributes
+    ----------
+    variant_table : DataFrame
+        ``chrom pos id ref alt a1 cm``.
+    data_start : ndarray of int64, shape (M,)
+        File offset of each variant's genotype data block (after its length field, if any).
+    data_length : ndarray of int64, shape (M,)
+        Its length in bytes.
+    """
+
+    variant_table: pd.DataFrame
+    data_start: np.ndarray
+    data_length: np.ndarray
+
+
+def scan_variants(data: mmap.mmap, header: BgenHeader, path: Path) -> VariantIndex:
+    """Walk the variant blocks once: identifying data, alleles and genotype-data offsets.
+
+    ``ID`` is the rsid, or the variant's SNP id where the rsid is empty. Multi-allelic variants
+    and variants whose data run past the end of the file are an :class:`InputError`.
+    """
+    m, layout, size = header.n_variants, header.layout, len(data)
+    uncompressed_v1 = layout == 1 and header.compression is None
+    chrom, position, ids, ref, alt = [], np.zeros(m, dtype=np.int64), [], [], []
+    data_start, data_length = np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64)
+    unpack = struct.unpack_from
+    pos = header.first_variant
+    j = 0
+    try:
+        for j in range(m):
+            if layout == 1:
+                pos += 4                                                  # N, repeated per variant
+            (length,) = unpack("<H", data, pos)
+            snp_id = data[pos + 2 : pos + 2 + length]
+            pos += 2 + length
+            (length,) = unpack("<H", data, pos)
+            rsid = data[pos + 2 : pos + 2 + length]
+            pos += 2 + length
+            (length,) = unpack("<H", data, pos)
+            chrom.append(data[pos + 2 : pos + 2 + length])
+            pos += 2 + length
+            if layout == 2:
+                position[j], n_alleles = unpack("<IH", data, pos)
+                pos += 6
+            else:
+                position[j], n_alleles = unpack("<I", data, pos)[0], 2
+                pos += 4
+            if n_alleles != 2:
+                raise InputError(f"{path}: variant {j + 1} ({_text(rsid or snp_id)}) has {n_alleles} alleles; only "
+                                 "biallelic variants are supported (split or drop them: plink2 --max-alleles 2)")
+            (length,) = unpack("<I", data, pos)
+            ref.append(data[pos + 4 : pos + 4 + length])
+            pos += 4 + length
+            (length,) = unpack("<I", data, pos)
+            alt.append(data[pos + 4 : pos + 4 + length])
+            pos += 4 + length
+            if uncompressed_v1:
+                length = 6 * header.n_samples
+            else:
+                (length,) = unpack("<I", data, pos)
+                pos += 4
+            data_start[j], data_length[j] = pos, length
+            pos += length
+            ids.append(rsid if rsid else snp_id)
+            if pos > size:
+                raise struct.error
+    except struct.error:
+        raise InputError(f"{path} is truncated: variant {j + 1} of {m} runs past the end of the file "
+                         f"({size} bytes)") from None
+    table = pd.DataFrame({
+        "chrom": [_text(value) for value in chrom], "pos": position,
+        "id": [_text(value) for value in ids], "ref": [_text(value) for value in ref],
+        "alt": [_text(value) for value in alt],
+    })
+    table["a1"] = table["alt"]
+    table["cm"] = 0.0
+    return VariantIndex(table[VARIANT_COLUMNS], data_start, data_length)
+
+
+def zlib_module():
+    """``zlib_ng.zlib_ng`` when the optional ``zlib-ng`` package is installed (the same output,
+    inflating ~3x faster: 1.4 vs 0.49 GB/s on 8-bit BGEN blocks here), else the standard ``zlib``."""
+    try:
+        from zlib_ng import zlib_ng
+    except ImportError:
+        return zlib
+    return zlib_ng
+
+
+def _decompressor(compression: str | None, path: Path):
+    """``decompress(raw, size) -> bytes`` for the file's compression."""
+    if compression == "zlib":
+        inflate = zlib_module().decompress
+        return lambda raw, size: inflate(raw, bufsize=max(size, 1))
+    if compression == "zstd":
+        try:
+            import zstandard
+        except ImportError as exc:
+            raise InputError(f"{path}: {ZSTD_HINT}") from exc
+        return lambda raw, size: zstandard.ZstdDecompressor().decompress(raw, max_output_size=size)
+    return lambda raw, size: bytes(raw)
+
+
+def _unpack_bits(packed: np.ndarray, bits: int, n_values: int) -> np.ndarray:
+    """Little-endian ``bits``-bit unsigned integers from the rows of ``packed`` (g × bytes) -> (g, n_values)."""
+    if bits == 8:
+        return packed[:, :n_values]
+    if bits in (16, 32):
+        dtype = np.dtype(f"<u{bits // 8}")
+        return np.ascontiguousarray(packed[:, : n_values * dtype.itemsize]).view(dtype)
+    bit_offset = np.arange(n_values, dtype=np.int64) * bits
+    first_byte, shift = bit_offset >> 3, (bit_offset & 7).astype(np.uint64)
+    padded = np.zeros((packed.shape[0], packed.shape[1] + 8), dtype=np.uint8)
+    padded[:, : packed.shape[1]] = packed
+    window = np.zeros((packed.shape[0], n_values), dtype=np.uint64)
+    for t in range(8 if bits > 24 else 4):                  # bytes needed: ceil((7 + bits) / 8)
+        window |= padded[:, first_byte + t].astype(np.uint64) << np.uint64(8 * t)
+    return (window >> shift) & np.uint64((1 << bits) - 1)
+
+
+def decode_layout2(payloads: list[bytes], n_samples: int, path: Path, names: list[str],
+                   out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Expected second-allele dosages of decompressed layout-2 genotype blocks.
+
+    Parameters
+    ----------
+    payloads : list of bytes, length b
+        Uncompressed genotype data blocks (``N K Pmin Pmax ploidy[N] phased B probabilities``).
+    names : list of str, length b
+        Variant IDs, for error messages.
+    out : ndarray of float64, shape (b, n_samples), optional
+        Where to write the dosages.
+
+    Returns
+    -------
+    dosage : ndarray of float64, shape (b, n_samples)
+        0 where the sample is missing (``out`` when given).
+    missing_variant, missing_sample : ndarray of int64, shape (n_missing,)
+        Row and sample of every missing call (the ploidy byte's missing bit), row-major order.
+    """
+    dosage = np.empty((len(payloads), n_samples), dtype=np.float64) if out is None else out
+    groups: dict[tuple[int, int, int], list[int]] = {}
+    for row, payload in enumerate(payloads):
+        if len(payload) < 10 + n_samples:
+            raise InputError(f"{path}: corrupt genotype data for variant {names[row]} ({len(payload)} bytes)")
+        n, n_alleles, ploidy_min, ploidy_max = struct.unpack_from("<IHBB", payload, 0)
+        phased, bits = payload[8 + n_samples], payload[9 + n_samples]
+        if n != n_samples or n_alleles != 2 or not 1 <= bits <= 32 or phased > 1:
+            raise InputError(f"{path}: corrupt genotype data for variant {names[row]} ({n} samples, {n_alleles} "
+                             f"alleles, {bits} bits, phased flag {phased})")
+        if ploidy_min != 2 or ploidy_max != 2:
+            raise InputError(f"{path}: variant {names[row]} has samples with ploidy {ploidy_min}-{ploidy_max}; only "
+                             "diploid genotypes are supported")
+        if len(payload) != 10 + n_samples + -(-2 * n_samples * bits // 8):
+            raise InputError(f"{path}: corrupt genotype data for variant {names[row]} ({len(payload)} bytes for "
+                             f"{n_samples} samples at {bits} bits)")
+        groups.setdefault((bits, phased, len(payload)), []).append(row)
+    ploidy = np.empty((len(payloads), n_samples), dtype=np.uint8)
+    for (bits, phased, length), rows in groups.items():
+        block = np.frombuffer(b"".join(payloads[row] for row in rows), dtype=np.uint8).reshape(len(rows), length)
+        ploidy[rows] = block[:, 8 : 8 + n_samples]
+        probabilities = block[:, 10 + n_samples :]
+        part = dosage[rows] if len(groups) > 1 else dosage
+        # expected count of the second allele = (2S - c * first - second) / S with S = 2^bits - 1,
+        # c = 2 for unphased (P(AA), P(AB)) and 1 for phased data (P(first allele) per haplotype):
+        # exact integer numerators, one correctly rounded division; 64 variants at a time
+        scale = (1 << bits) - 1
+        numerator_type = np.int16 if bits <= 14 else np.int32 if bits <= 30 else np.int64
+        for start in range(0, len(rows), 64):
+            values = _unpack_bits(probabilities[start : start + 64], bits, 2 * n_samples)
+            numerator = np.multiply(values[:, 0::2], 1 if phased else 2, dtype=numerator_type, casting="unsafe")
+            np.add(numerator, values[:, 1::2], out=numerator, casting="unsafe")
+            np.subtract(2 * scale, numerator, out=numerator)
+            np.divide(numerator, float(scale), out=part[start : start + len(values)])
+        if len(groups) > 1:
+            dosage[rows] = part
+    if ((ploidy & _PLOIDY_MASK) != 2).any():
+        bad = names[int(np.flatnonzero(((ploidy & _PLOIDY_MASK) != 2).any(axis=1))[0])]
+        raise InputError(f"{path}: variant {bad} has non-diploid samples; only diploid genotypes are supported")
+    # the missing bit is the sign bit of the ploidy byte read as int8
+    missing_variant, missing_sample = negative_int8(ploidy.view(np.int8))
+    dosage[missing_variant, missing_sample] = 0.0
+    return dosage, missing_variant, missing_sample
+
+
+def decode_layout1(payloads: list[bytes], n_samples: int, path: Path, names: list[str],
+                   out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Expected second-allele dosages of decompressed layout-1 blocks (3 uint16 per sample, / 32768);
+    a sample with three zero probabilities is missing. Returns what :func:`decode_layout2` does."""
+    for row, payload in enumerate(payloads):
+        if len(payload) != 6 * n_samples:
+            raise InputError(f"{path}: corrupt genotype data for variant {names[row]} ({len(payload)} bytes "
+                             f"instead of {6 * n_samples})")
+    probabilities = np.frombuffer(b"".join(payloads), dtype="<u2").reshape(len(payloads), n_samples, 3)
+    dosage = np.empty((len(payloads), n_samples)) if out is None else out
+    np.multiply(probabilities[:, :, 2], 2.0, out=dosage)
+    dosage += probabilities[:, :, 1]
+    dosage /= 32768.0                                                      # 0 where missing
+    missing_variant, missing_sample = np.nonzero(~probabilities.any(axis=2))
+    return dosage, missing_variant.astype(np.int64), missing_sample.astype(np.int64)
+
+
 class BgenReader(GenotypeSource):
     """BGEN reader giving the expected dosage of the second allele (``a1 = alt``).
 
@@ -77,83 +363,139 @@ class BgenReader(GenotypeSource):
         ``file.bgen`` or its prefix.
     sample_path
         Oxford ``.sample`` file; default ``<prefix>.sample`` if it exists.
-    metadata_path
-        Where bgen-reader caches its variant index (default: beside the ``.bgen``).
     allow_duplicate_variant_ids
         Accept repeated variant IDs (otherwise an :class:`InputError`).
+
+    Notes
+    -----
+    Reads are thread-safe (``pread`` on a shared descriptor, no shared state), so association
+    testing decodes two blocks at once.
     """
 
+    thread_safe_reads = True
+
     def __init__(self, path: str | Path, *, sample_path: str | Path | None = None,
-                 metadata_path: str | Path | None = None, allow_duplicate_variant_ids: bool = False) -> None:
+                 allow_duplicate_variant_ids: bool = False) -> None:
         path = Path(path)
         if path.suffix.lower() != ".bgen":
             path = Path(f"{path}.bgen")
         self.path = path
+        self._fd: int | None = None
         if not path.exists():
             raise InputError(f"missing file {path}")
-        with open(path, "rb") as handle:
-            head = handle.read(20)
-        if len(head) < 20 or head[16:20] not in (b"bgen", b"\x00\x00\x00\x00"):
-            raise InputError(f"{path} is not a BGEN file (magic bytes {head[16:20].hex()} instead of 'bgen')")
-        open_bgen = _import_open_bgen()
+        fd = os.open(path, os.O_RDONLY)
         try:
-            self._bgen = open_bgen(path, metadata_filepath=metadata_path, verbose=False)
-        except Exception as exc:  # bgen-reader raises assorted errors on corrupt files
-            raise InputError(f"{path} cannot be read as BGEN: {exc}") from exc
-        sample_path = Path(sample_path) if sample_path is not None else path.with_suffix(".sample")
-        if sample_path.exists():
-            self.sample_table = read_sample_file(sample_path)
-            if len(self.sample_table) != self._bgen.nsamples:
-                raise InputError(f"{sample_path} lists {len(self.sample_table)} samples but {path} holds "
-                                 f"{self._bgen.nsamples}")
-        else:
-            iid = np.asarray(self._bgen.samples).astype(str)
-            self.sample_table = pd.DataFrame({"fid": iid, "iid": iid, "father": "0", "mother": "0", "sex": 0})
-        nalleles = np.asarray(self._bgen.nalleles)
-        if (nalleles != 2).any():
-            bad = int(np.flatnonzero(nalleles != 2)[0])
-            raise InputError(f"{path}: {int((nalleles != 2).sum())} variant(s) are not biallelic (first: "
-                             f"{self._bgen.rsids[bad]}); split or drop them (plink2 --max-alleles 2)")
-        alleles = pd.Series(np.asarray(self._bgen.allele_ids)).str.split(",", n=1, expand=True)
-        rsids = np.asarray(self._bgen.rsids).astype(str)
-        ids = np.where(rsids != "", rsids, np.asarray(self._bgen.ids).astype(str))
-        self.variant_table = pd.DataFrame({
-            "chrom": np.asarray(self._bgen.chromosomes).astype(str),
-            "pos": np.asarray(self._bgen.positions).astype(np.int64),
-            "id": ids, "ref": alleles[0].to_numpy(), "alt": alleles[1].to_numpy(),
-            "a1": alleles[1].to_numpy(), "cm": 0.0,
-        })[VARIANT_COLUMNS]
-        check_unique_ids(self.sample_table, self.variant_table, str(path),
-                         allow_duplicate_variant_ids=allow_duplicate_variant_ids)
+            size = os.fstat(fd).st_size
+            if size < 24:
+                raise InputError(f"{path} is not a BGEN file ({size} bytes)")
+            with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as data:
+                self.header = read_header(data, path)
+                stored_ids = read_sample_ids(data, self.header, path) if self.header.has_sample_ids else None
+                index = scan_variants(data, self.header, path)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        try:
+            self._data_start, self._data_length = index.data_start, index.data_length
+            self._decompress = _decompressor(self.header.compression, path)
+            sample_path = Path(sample_path) if sample_path is not None else path.with_suffix(".sample")
+            n = self.header.n_samples
+            if sample_path.exists():
+                self.sample_table = read_sample_file(sample_path)
+                if len(self.sample_table) != n:
+                    raise InputError(f"{sample_path} lists {len(self.sample_table)} samples but {path} holds {n}")
+            else:
+                iid = np.asarray(stored_ids if stored_ids is not None else [f"sample_{i}" for i in range(n)],
+                                 dtype=object)
+                self.sample_table = pd.DataFrame({"fid": iid, "iid": iid, "father": "0", "mother": "0", "sex": 0})
+            self.variant_table = index.variant_table
+            check_unique_ids(self.sample_table, self.variant_table, str(path),
+                             allow_duplicate_variant_ids=allow_duplicate_variant_ids)
+        except BaseException:
+            self.close()
+            raise
         self.may_have_dosages = True  # genotype probabilities: association uses the dosages
 
-    def read_variant_major_dosage(self, variant_index: np.ndarray) -> np.ndarray:
-        """Dosages of all samples, variant-major: (len(variant_index), n_samples) float64, NaN =
-        missing. Probabilities are read in Fortran order, so the variant-major dosages come out
-        contiguous without a transpose (2x faster than reading samples x variants)."""
+    def _payloads(self, variant_index: np.ndarray) -> list[bytes]:
+        """Uncompressed genotype data blocks of ``variant_index`` (runs of consecutive variants
+        are read with one ``pread``)."""
+        if self._fd is None:
+            raise InputError(f"{self.path} is closed")
+        start, length = self._data_start[variant_index], self._data_length[variant_index]
+        compressed = self.header.compression is not None
+        layout2 = self.header.layout == 2
+        payloads: list[bytes] = []
+        # split where the next variant does not follow on in the file
+        breaks = np.flatnonzero(np.diff(variant_index) != 1) + 1
+        # and every _MAX_READ bytes, so a read of many variants never holds a huge buffer
+        ends = np.cumsum(length)
+        breaks = np.union1d(breaks, np.flatnonzero(np.diff(ends // _MAX_READ) != 0) + 1)
+        for run in np.split(np.arange(len(variant_index)), breaks):
+            if not len(run):
+                continue
+            first, last = int(start[run[0]]), int(start[run[-1]] + length[run[-1]])
+            raw = memoryview(os.pread(self._fd, last - first, first))
+            if len(raw) != last - first:
+                raise InputError(f"{self.path} is truncated (a read at byte {first} came up short)")
+            for position in run:
+                chunk = raw[int(start[position]) - first : int(start[position] + length[position]) - first]
+                if not compressed:
+                    payloads.append(bytes(chunk))
+                    continue
+                if layout2:
+                    (size,) = struct.unpack_from("<I", chunk, 0)
+                    chunk = chunk[4:]
+                else:
+                    size = 6 * self.header.n_samples
+                try:
+                    payload = self._decompress(chunk, size)
+                except Exception as exc:  # zlib.error, zstd.ZstdError
+                    raise InputError(f"{self.path}: cannot decompress the genotypes of variant "
+                                     f"{self.variant_table['id'].iat[int(variant_index[position])]}: {exc}") from None
+                if len(payload) != size:
+                    raise InputError(f"{self.path}: the genotypes of variant "
+                                     f"{self.variant_table['id'].iat[int(variant_index[position])]} decompress to "
+                                     f"{len(payload)} bytes instead of {size}")
+                payloads.append(payload)
+        return payloads
+
+    def read_dosage_calls(self, variant_index: np.ndarray,
+                          out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Dosages of all samples, variant-major, with the missing calls listed apart (into ``out``,
+        float64 (len(variant_index), n_samples), when given).
+
+        Returns
+        -------
+        dosage : ndarray of float64, shape (len(variant_index), n_samples)
+            0 at missing calls.
+        missing_variant, missing_sample : ndarray of int64, shape (n_missing,)
+            Block row and sample of every missing call, row-major order.
+        """
         variant_index = np.asarray(variant_index, dtype=np.int64)
-        return self._dosage(np.arange(self.n_samples), variant_index, order="F").T
+        n = self.header.n_samples
+        if len(variant_index) == 0:
+            return np.empty((0, n)), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        payloads = self._payloads(variant_index)
+        names = self.variant_table["id"].to_numpy()[variant_index].tolist()
+        decode = decode_layout2 if self.header.layout == 2 else decode_layout1
+        return decode(payloads, n, self.path, names, out)
+
+    def read_variant_major_dosage(self, variant_index: np.ndarray) -> np.ndarray:
+        """Dosages of all samples, variant-major: (len(variant_index), n_samples) float64, NaN = missing."""
+        dosage, missing_variant, missing_sample = self.read_dosage_calls(variant_index)
+        dosage[missing_variant, missing_sample] = np.nan
+        return dosage
 
     def read_dosage(self, sample_index: np.ndarray, variant_index: np.ndarray) -> np.ndarray:
         """Expected second-allele dosage, float64 (samples × variants), NaN = missing."""
-        return self._dosage(sample_index, variant_index, order="C")
-
-    def _dosage(self, sample_index: np.ndarray, variant_index: np.ndarray, *, order: str) -> np.ndarray:
-        """(samples × variants) dosages; with ``order="F"`` their transpose is C-contiguous."""
-        if self._bgen is None:
-            raise InputError(f"{self.path} is closed")
+        sample_index = np.asarray(sample_index, dtype=np.int64)
         if len(sample_index) == 0 or len(variant_index) == 0:
-            return np.empty((len(sample_index), len(variant_index)), order=order)
-        probs = self._bgen.read((sample_index, variant_index), dtype=np.float64, order=order,
-                                max_combinations=None)
-        if probs.shape[-1] == 3:                 # unphased diploid: P(AA), P(AB), P(BB)
-            dosage = np.multiply(probs[..., 2], 2.0, order=order)
-            dosage += probs[..., 1]
-        elif probs.shape[-1] == 4:               # phased diploid: per haplotype P(A), P(B)
-            dosage = np.add(probs[..., 1], probs[..., 3], order=order)
-        else:
-            raise InputError(f"{self.path}: only diploid biallelic genotypes are supported")
-        return dosage
+            return np.empty((len(sample_index), len(variant_index)))
+        dosage = self.read_variant_major_dosage(variant_index)
+        if len(sample_index) != self.n_samples or not np.array_equal(sample_index, np.arange(self.n_samples)):
+            dosage = dosage[:, sample_index]
+        return np.ascontiguousarray(dosage.T)
 
     def _read_i8(self, sample_index: np.ndarray, variant_index: np.ndarray) -> np.ndarray:
         dosage = self.read_dosage(sample_index, variant_index)
@@ -165,7 +507,10 @@ class BgenReader(GenotypeSource):
         return finish_float_dosage(self.read_dosage(sample_index, variant_index), dtype, missing)
 
     def close(self) -> None:
-        bgen = getattr(self, "_bgen", None)
-        if bgen is not None:
-            bgen.close()
-        self._bgen = None
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+        self._fd = None
+
+    def __del__(self) -> None:
+        self.close()
