@@ -49,8 +49,9 @@ def main() -> None:
     parser.add_argument("--results", default=str(HERE / "RESULTS_gwas.md"))
     parser.add_argument("--repeats", type=int, default=1, help="runs of each tool per model (median reported)")
     parser.add_argument("--reuse", action="store_true", help="keep the dummy data of an earlier run")
-    parser.add_argument("--format", choices=("bed", "pgen"), default="bed",
-                        help="genotype input of both tools (pgen: converted with plink2 --make-pgen)")
+    parser.add_argument("--format", choices=("bed", "pgen", "bgen"), default="bed",
+                        help="genotype input of both tools (pgen: converted with plink2 --make-pgen; bgen: "
+                             "plink2 --export bgen-1.2 bits=8 ref-first, zlib-compressed)")
     args = parser.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -63,7 +64,18 @@ def main() -> None:
     if args.format == "pgen" and not Path(f"{prefix}.pgen").exists():
         subprocess.run(["plink2", "--bfile", str(prefix), "--make-pgen", "--out", str(prefix)], check=True,
                        stdout=subprocess.DEVNULL)
+    if args.format == "bgen" and not Path(f"{prefix}.bgen").exists():
+        subprocess.run(["plink2", "--bfile", str(prefix), "--export", "bgen-1.2", "bits=8", "ref-first",
+                        "--out", str(prefix)], check=True, stdout=subprocess.DEVNULL)
     _main_runs(args, work, prefix, load_before)
+
+
+def genotype_flags(file_format: str, prefix: Path, *, plink2: bool) -> list[str]:
+    """The genotype-input flags of either tool (plink2 reads BGEN's first allele as REF, as deepprs does)."""
+    if file_format == "bgen":
+        extra = ["ref-first", "--sample", f"{prefix}.sample"] if plink2 else []
+        return ["--bgen", f"{prefix}.bgen", *extra]
+    return [f"--{'pfile' if file_format == 'pgen' else 'bfile'}", str(prefix)]
 
 
 def make_data(prefix: Path, args: argparse.Namespace) -> None:
@@ -112,8 +124,7 @@ def _main_runs(args: argparse.Namespace, work: Path, prefix: Path, load_before: 
             plink_runs.append(timed(
                 [
                     "plink2",
-                    f"--{'pfile' if args.format == 'pgen' else 'bfile'}",
-                    str(prefix),
+                    *genotype_flags(args.format, prefix, plink2=True),
                     "--pheno",
                     f"{prefix}.pheno",
                     "--pheno-name",
@@ -135,8 +146,7 @@ def _main_runs(args: argparse.Namespace, work: Path, prefix: Path, load_before: 
                     "-m",
                     "deepprs.cli.main",
                     "gwas",
-                    f"--{'pfile' if args.format == 'pgen' else 'bfile'}",
-                    str(prefix),
+                    *genotype_flags(args.format, prefix, plink2=False),
                     "--pheno",
                     f"{prefix}.pheno",
                     *covar_args,
