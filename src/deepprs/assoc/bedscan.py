@@ -122,22 +122,24 @@ def missing_word_calls(
     return flagged_fields(flags, 2, dtype)
 
 
-_HIGH_BITS = np.uint64(0x8080808080808080)  # bit 7 of every byte of a 64-bit word
 
 
 def negative_int8(values: np.ndarray, dtype: type = np.int64) -> tuple[np.ndarray, np.ndarray]:
     """(row, column) of the negative entries of an int8 matrix (e.g. missing calls coded -1 or
-    -9), in row-major order -> two arrays of ``dtype``. Works on 64-bit words (the sign bit of
-    each byte): a few whole-matrix passes instead of ``np.nonzero`` on a boolean copy."""
+    -9), in row-major order -> two arrays of ``dtype``.
+
+    One comparison pass, :func:`numpy.flatnonzero` on the flat matrix and a division: faster than a
+    2-D ``np.nonzero`` and than collecting the sign bits of 64-bit words (24 vs 31 ms at 4,096 ×
+    10,000 with 2 % missing, 48 vs 193 ms with 20 %).
+    """
     values = np.ascontiguousarray(values)
     b, n = values.shape
-    if n % 8:
-        padded = np.zeros((b, n + 8 - n % 8), dtype=np.int8)
-        padded[:, :n] = values
-        values = padded
-    words = values.view(np.uint64)
-    flags = np.bitwise_and(words, _HIGH_BITS)
-    return flagged_fields(flags, 8, dtype)
+    if values.size == 0:
+        return np.zeros(0, dtype=dtype), np.zeros(0, dtype=dtype)
+    flat = np.flatnonzero(values.reshape(-1) < 0)
+    rows = flat // n
+    columns = flat - rows * n
+    return rows.astype(dtype, copy=False), columns.astype(dtype, copy=False)
 
 
 def flagged_fields(flags: np.ndarray, field_bits: int, dtype: type = np.int64) -> tuple[np.ndarray, np.ndarray]:

@@ -294,9 +294,8 @@ def read_dosage_block(
         else:
             raw = np.ascontiguousarray(source.read(None, block_index, dtype=np.int8, missing="raw").T)
         missing_variant, missing_sample = negative_int8(raw)
-        dosage = torch.from_numpy(np.maximum(raw, 0, out=raw))
-        missing_variant = missing_variant.astype(np.int64)
-        missing_sample = missing_sample.astype(np.int64)
+        raw[missing_variant, missing_sample] = 0  # (faster than np.maximum over the whole block)
+        dosage = torch.from_numpy(raw)
     return DosageBlock(
         variant_index=block_index,
         dosage=dosage,
