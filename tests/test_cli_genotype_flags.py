@@ -48,8 +48,40 @@ def test_two_genotype_flags_are_refused(tmp_path, capsys):
 def test_every_genotype_command_offers_bgen(command, capsys):
     assert run([command, "--help"]) == 0
     help_text = capsys.readouterr().out
-    for flag in ("--bfile", "--pfile", "--bgen", "--out"):
+    for flag in ("--bfile", "--pfile", "--bgen", "--sample", "--out"):
         assert flag in help_text, (command, flag)
+
+
+def test_bgen_sample_file_under_another_name(tmp_path, capsys):
+    """--sample names the .sample file when it does not sit beside the .bgen (as UK Biobank's do)."""
+    import shutil
+
+    from deepprs.assoc import read_glm
+
+    shutil.copy(f"{FIXTURE}.bgen", tmp_path / "cohort.bgen")
+    shutil.copy(f"{FIXTURE}.sample", tmp_path / "cohort_v3_s60.sample")
+    fam = pd.read_csv(f"{FIXTURE}.fam", sep=r"\s+", header=None, dtype=str)
+    rng = np.random.default_rng(3)
+    pheno = tmp_path / "y.pheno"
+    pd.DataFrame({"FID": fam[0], "IID": fam[1], "Y": rng.normal(size=len(fam))}).to_csv(pheno, sep="\t", index=False)
+    common = ["--pheno", str(pheno), "--no-plots", "--quiet"]
+    assert run(["gwas", "--bfile", str(FIXTURE), *common, "--out", str(tmp_path / "bed")]) == 0
+    assert run(["gwas", "--bgen", str(tmp_path / "cohort.bgen"), "--sample", str(tmp_path / "cohort_v3_s60.sample"),
+                *common, "--out", str(tmp_path / "bgen")]) == 0
+    bed, bgen = read_glm(tmp_path / "bed.Y.glm.linear"), read_glm(tmp_path / "bgen.Y.glm.linear")
+    assert (bed["ID"] == bgen["ID"]).all() and (bed["OBS_CT"] == bgen["OBS_CT"]).all()
+    np.testing.assert_allclose(bgen["BETA"], bed["BETA"], rtol=1e-9)
+    # without it the BGEN's own IDs (FID_IID) are used: no sample matches the phenotype table
+    assert run(["gwas", "--bgen", str(tmp_path / "cohort.bgen"), *common, "--out", str(tmp_path / "none")]) == 2
+    assert not (tmp_path / "none.Y.glm.linear").exists()
+    capsys.readouterr()
+    assert run(["gwas", "--bgen", str(tmp_path / "cohort.bgen"), "--sample", str(tmp_path / "absent.sample"),
+                *common, "--out", str(tmp_path / "absent")]) == 2
+    assert "missing .sample file" in capsys.readouterr().err
+    assert run(["qc", "--bfile", str(FIXTURE), "--sample", str(tmp_path / "cohort_v3_s60.sample"),
+                "--out", str(tmp_path / "qc")]) == 2
+    assert "--sample names the samples of a --bgen file" in capsys.readouterr().err
+    assert not (tmp_path / "qc.qc.variants.tsv").exists()
 
 
 def test_qc_and_simulate_keep_remove_equal_a_physically_subset_fileset(tmp_path):

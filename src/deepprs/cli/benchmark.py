@@ -19,6 +19,7 @@ from deepprs.cli.common import (
     PhenoName,
     Quiet,
     Remove,
+    Sample,
     Seed,
     Threads,
     run_logged,
@@ -30,6 +31,7 @@ def benchmark_from_files(
     genotypes: str,
     *,
     file_format: str | None,
+    sample_path: str | None = None,
     pheno: str,
     pheno_name: str | None,
     models: list[str],
@@ -65,6 +67,7 @@ def benchmark_from_files(
     data = load_prs_data(
         genotypes,
         file_format=file_format,
+        sample_path=sample_path,
         pheno=pheno,
         pheno_name=pheno_name,
         covar=covar,
@@ -126,6 +129,7 @@ def register(app: typer.Typer) -> None:
         bfile: Bfile = None,
         pfile: Pfile = None,
         bgen: Bgen = None,
+        sample_path: Sample = None,
         covar: Covar = None,
         covar_name: CovarName = None,
         keep: Keep = None,
@@ -158,7 +162,7 @@ def register(app: typer.Typer) -> None:
         from deepprs.errors import InputError
         from deepprs.io.cohort import genotype_path
 
-        path, file_format = genotype_path(bfile, pfile, bgen)
+        path, file_format = genotype_path(bfile, pfile, bgen, sample_path)
         if pheno is None:
             raise InputError("--pheno is required")
         if folds is not None and folds_file is not None:
@@ -173,6 +177,7 @@ def register(app: typer.Typer) -> None:
             benchmark_from_files(
                 path,
                 file_format=file_format,
+                sample_path=sample_path,
                 pheno=pheno,
                 pheno_name=names[0] if names else None,
                 models=model_names,

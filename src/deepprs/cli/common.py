@@ -21,7 +21,11 @@ INVOCATION: list[str] = []
 
 Bfile = Annotated[str | None, typer.Option("--bfile", help="PLINK 1 prefix (.bed/.bim/.fam)")]
 Pfile = Annotated[str | None, typer.Option("--pfile", help="PLINK 2 prefix (.pgen/.pvar/.psam)")]
-Bgen = Annotated[str | None, typer.Option("--bgen", help="BGEN file (needs the [bgen] extra)")]
+Bgen = Annotated[str | None, typer.Option(
+    "--bgen", help="BGEN file (v1.1-1.3; the second allele is counted, as plink2 --bgen ... ref-first)")]
+Sample = Annotated[str | None, typer.Option(
+    "--sample", help="Oxford .sample file for --bgen (default: the .bgen's prefix + .sample if it exists, "
+    "else the sample IDs stored in the BGEN)")]
 Pheno = Annotated[str | None, typer.Option("--pheno", help="phenotype table with FID IID header")]
 PhenoName = Annotated[list[str] | None,
                       typer.Option("--pheno-name", help="phenotype column(s); repeat or comma-separate")]

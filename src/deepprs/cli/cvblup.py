@@ -19,6 +19,7 @@ from deepprs.cli.common import (
     PhenoName,
     Quiet,
     Remove,
+    Sample,
     Seed,
     Threads,
     run_logged,
@@ -47,6 +48,7 @@ def register(app: typer.Typer) -> None:
         bfile: Bfile = None,
         pfile: Pfile = None,
         bgen: Bgen = None,
+        sample_path: Sample = None,
         pheno: Pheno = None,
         pheno_name: PhenoName = None,
         covar: Covar = None,
@@ -69,7 +71,7 @@ def register(app: typer.Typer) -> None:
         from deepprs.io.cohort import genotype_path
         from deepprs.lmm.commands import run_cvblup
 
-        path, file_format = genotype_path(bfile, pfile, bgen)
+        path, file_format = genotype_path(bfile, pfile, bgen, sample_path)
         names = split_names(pheno_name)
         if names and len(names) > 1:
             raise InputError(
@@ -84,6 +86,7 @@ def register(app: typer.Typer) -> None:
                 pheno=pheno,
                 pheno_name=names[0] if names else None,
                 file_format=file_format,
+                sample_path=sample_path,
                 covar=covar,
                 covar_names=split_names(covar_name),
                 keep=keep,

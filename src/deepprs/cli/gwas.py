@@ -19,6 +19,7 @@ from deepprs.cli.common import (
     PhenoName,
     Quiet,
     Remove,
+    Sample,
     Threads,
     run_logged,
     split_names,
@@ -34,6 +35,7 @@ def register(app: typer.Typer) -> None:
         bfile: Bfile = None,
         pfile: Pfile = None,
         bgen: Bgen = None,
+        sample_path: Sample = None,
         pheno: Pheno = None,
         pheno_name: PhenoName = None,
         covar: Covar = None,
@@ -124,7 +126,7 @@ def register(app: typer.Typer) -> None:
             if age is not None:  # where the fixed cost goes (see benchmarks/RESULTS_gwas.md)
                 log.info(f"start-up: {age:.2f} s since the process started, of which {import_seconds:.2f} s "
                          "importing the GWAS code (torch, pandas, numpy)")
-            path, file_format = genotype_path(bfile, pfile, bgen)
+            path, file_format = genotype_path(bfile, pfile, bgen, sample_path)
             if not pheno:
                 raise InputError("--pheno FILE is required (a table with FID IID and one column per trait)")
             if block_size < 1:
@@ -133,6 +135,7 @@ def register(app: typer.Typer) -> None:
                 cohort = load_cohort(
                     path,
                     file_format=file_format,
+                    sample_path=sample_path,
                     pheno=pheno,
                     pheno_names=split_names(pheno_name),
                     covar=covar,

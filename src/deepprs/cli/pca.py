@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from deepprs.cli.common import Bfile, Bgen, Device, Keep, Out, Pfile, Quiet, Remove, Seed, Threads, run_logged
+from deepprs.cli.common import Bfile, Bgen, Device, Keep, Out, Pfile, Quiet, Remove, Sample, Seed, Threads, run_logged
 
 
 def register(app: typer.Typer) -> None:
@@ -18,6 +18,7 @@ def register(app: typer.Typer) -> None:
         bfile: Bfile = None,
         pfile: Pfile = None,
         bgen: Bgen = None,
+        sample_path: Sample = None,
         n_components: Annotated[int, typer.Option("--pca", help="number of principal components")] = 10,
         extract: Annotated[str | None, typer.Option("--extract", help="use only these variant IDs "
                                                                       "(e.g. OUT.prune.in)")] = None,
@@ -41,8 +42,8 @@ def register(app: typer.Typer) -> None:
             from deepprs.qc import genotype_pca, write_pca
             from deepprs.qc.filters import select_samples, select_variants
 
-            path, file_format = genotype_path(bfile, pfile, bgen)
-            with open_genotypes(path, file_format=file_format) as source:
+            path, file_format = genotype_path(bfile, pfile, bgen, sample_path)
+            with open_genotypes(path, file_format=file_format, sample_path=sample_path) as source:
                 sample_index = select_samples(source, keep=keep, remove=remove)
                 variant_index = select_variants(source, extract)
                 log.info(f"genotypes: {len(sample_index)} of {source.n_samples} samples, "

@@ -15,6 +15,7 @@ from deepprs.cli.common import (
     PhenoName,
     Quiet,
     Remove,
+    Sample,
     Seed,
     Threads,
     run_logged,
@@ -32,6 +33,7 @@ def register(app) -> None:
         bfile: Bfile = None,
         pfile: Pfile = None,
         bgen: Bgen = None,
+        sample_path: Sample = None,
         pheno: Pheno = None,
         pheno_name: PhenoName = None,
         covar: Covar = None,
@@ -55,7 +57,7 @@ def register(app) -> None:
         from deepprs.io.cohort import genotype_path
         from deepprs.lmm.commands import run_pleiotropy
 
-        path, file_format = genotype_path(bfile, pfile, bgen)
+        path, file_format = genotype_path(bfile, pfile, bgen, sample_path)
 
         def body(log) -> None:
             run_pleiotropy(
@@ -64,6 +66,7 @@ def register(app) -> None:
                 pheno=pheno,
                 pheno_names=split_names(pheno_name),
                 file_format=file_format,
+                sample_path=sample_path,
                 covar=covar,
                 covar_names=split_names(covar_name),
                 keep=keep,

@@ -16,6 +16,7 @@ from deepprs.cli.common import (
     Pfile,
     Quiet,
     Remove,
+    Sample,
     Threads,
     run_logged,
     split_names,
@@ -27,6 +28,7 @@ def predict_to_sscore(
     genotypes: str,
     *,
     file_format: str | None,
+    sample_path: str | None = None,
     out: str,
     covar: str | None = None,
     covar_names: list[str] | None = None,
@@ -41,7 +43,8 @@ def predict_to_sscore(
     from deepprs.models.bundle import predict_from_bundle, write_sscore
 
     cohort = load_cohort(
-        genotypes, file_format=file_format, covar=covar, covar_names=covar_names, keep=keep, remove=remove
+        genotypes, file_format=file_format, sample_path=sample_path, covar=covar, covar_names=covar_names,
+        keep=keep, remove=remove,
     )
     covariates = None
     if cohort.covariates is not None and cohort.covariates.shape[1]:
@@ -66,6 +69,7 @@ def register(app: typer.Typer) -> None:
         bfile: Bfile = None,
         pfile: Pfile = None,
         bgen: Bgen = None,
+        sample_path: Sample = None,
         covar: Covar = None,
         covar_name: CovarName = None,
         keep: Keep = None,
@@ -84,13 +88,14 @@ def register(app: typer.Typer) -> None:
         strand-ambiguous, absent and mismatched variants dropped and counted in OUT.log)."""
         from deepprs.io.cohort import genotype_path
 
-        path, file_format = genotype_path(bfile, pfile, bgen)
+        path, file_format = genotype_path(bfile, pfile, bgen, sample_path)
 
         def body(log) -> None:
             written = predict_to_sscore(
                 model,
                 path,
                 file_format=file_format,
+                sample_path=sample_path,
                 out=out,
                 covar=covar,
                 covar_names=split_names(covar_name),

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from deepprs.cli.common import Bfile, Bgen, Keep, Out, Pfile, Quiet, Remove, Seed, Threads, run_logged
+from deepprs.cli.common import Bfile, Bgen, Keep, Out, Pfile, Quiet, Remove, Sample, Seed, Threads, run_logged
 
 
 def register(app: typer.Typer) -> None:
@@ -18,6 +18,7 @@ def register(app: typer.Typer) -> None:
         bfile: Bfile = None,
         pfile: Pfile = None,
         bgen: Bgen = None,
+        sample_path: Sample = None,
         keep: Keep = None,
         remove: Remove = None,
         model: Annotated[str, typer.Option("--model",
@@ -46,8 +47,8 @@ def register(app: typer.Typer) -> None:
             from deepprs.qc.filters import restrict_samples
             from deepprs.simulate import simulate_trait, write_simulated_trait
 
-            path, file_format = genotype_path(bfile, pfile, bgen)
-            with open_genotypes(path, file_format=file_format) as full_source:
+            path, file_format = genotype_path(bfile, pfile, bgen, sample_path)
+            with open_genotypes(path, file_format=file_format, sample_path=sample_path) as full_source:
                 source = restrict_samples(full_source, keep=keep, remove=remove)
                 log.info(f"genotypes: {source.n_samples} samples x {source.n_variants} variants from {path}")
                 with log.step("simulate trait"):

@@ -45,6 +45,7 @@ def load_prs_data(
     genotypes: str,
     *,
     file_format: str | None = None,
+    sample_path: str | None = None,
     pheno: str,
     pheno_name: str | None = None,
     covar: str | None = None,
@@ -60,6 +61,7 @@ def load_prs_data(
     cohort = load_cohort(
         genotypes,
         file_format=file_format,
+        sample_path=sample_path,
         pheno=pheno,
         pheno_names=[pheno_name] if pheno_name else None,
         covar=covar,

@@ -44,11 +44,14 @@ class Cohort:
 
 
 def genotype_path(bfile: str | None = None, pfile: str | None = None,
-                  bgen: str | None = None) -> tuple[str, str]:
-    """Resolve the one genotype flag given (``--bfile``/``--pfile``/``--bgen``) to (path, format)."""
+                  bgen: str | None = None, sample: str | None = None) -> tuple[str, str]:
+    """Resolve the one genotype flag given (``--bfile``/``--pfile``/``--bgen``) to (path, format);
+    ``--sample`` goes only with ``--bgen``."""
     given = [(p, f) for p, f in ((bfile, "bed"), (pfile, "pgen"), (bgen, "bgen")) if p]
     if len(given) != 1:
         raise InputError("give exactly one of --bfile, --pfile or --bgen")
+    if sample and not bgen:
+        raise InputError("--sample names the samples of a --bgen file; .bed/.pgen samples come from the .fam/.psam")
     return given[0]
 
 
@@ -56,8 +59,9 @@ def load_cohort(genotypes: str | Path | GenotypeSource, *, file_format: str | No
                 pheno: str | Path | None = None, pheno_names: list[str] | None = None,
                 covar: str | Path | None = None, covar_names: list[str] | None = None,
                 keep: str | Path | None = None, remove: str | Path | None = None,
-                allow_duplicate_variant_ids: bool = False) -> Cohort:
-    """Open genotypes and align phenotype/covariate tables and sample lists to them.
+                allow_duplicate_variant_ids: bool = False, sample_path: str | Path | None = None) -> Cohort:
+    """Open genotypes and align phenotype/covariate tables and sample lists to them
+    (``sample_path``: the Oxford ``.sample`` file of a BGEN, see :func:`open_genotypes`).
 
     Examples
     --------
@@ -66,7 +70,8 @@ def load_cohort(genotypes: str | Path | GenotypeSource, *, file_format: str | No
     '1980 samples kept; 20 dropped: phenotype missing'
     """
     source = genotypes if isinstance(genotypes, GenotypeSource) else open_genotypes(
-        genotypes, file_format=file_format, allow_duplicate_variant_ids=allow_duplicate_variant_ids)
+        genotypes, file_format=file_format, allow_duplicate_variant_ids=allow_duplicate_variant_ids,
+        sample_path=sample_path)
     phenotypes = read_phenotypes(pheno, pheno_names) if pheno else None
     covariates = read_covariates(covar, covar_names) if covar else None
     alignment = align_samples(

@@ -188,7 +188,8 @@ def check_unique_ids(sample_table: pd.DataFrame, variant_table: pd.DataFrame, so
 
 
 def open_genotypes(path: str | Path, *, file_format: str | None = None,
-                   allow_duplicate_variant_ids: bool = False) -> GenotypeSource:
+                   allow_duplicate_variant_ids: bool = False,
+                   sample_path: str | Path | None = None) -> GenotypeSource:
     """Open a genotype file set by prefix or file name.
 
     Parameters
@@ -197,6 +198,9 @@ def open_genotypes(path: str | Path, *, file_format: str | None = None,
         ``prefix`` (``prefix.bed`` or ``prefix.pgen`` must exist), or a ``.bed``/``.pgen``/``.bgen`` path.
     file_format
         ``"bed"``, ``"pgen"`` or ``"bgen"``; detected from the files when omitted.
+    sample_path
+        BGEN only: its Oxford ``.sample`` file (default ``prefix.sample`` when it exists, as
+        plink2's ``--sample``).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -213,6 +217,10 @@ def open_genotypes(path: str | Path, *, file_format: str | None = None,
             raise InputError(f"no genotype files found for prefix {path} "
                              f"(looked for {path}.bed, .pgen, .bgen)")
     prefix = path.with_suffix("") if suffix in (".bed", ".pgen", ".bgen") else path
+    if sample_path is not None and file_format != "bgen":
+        raise InputError(f"a .sample file ({sample_path}) goes with BGEN input, not {file_format}")
+    if sample_path is not None and not Path(sample_path).exists():
+        raise InputError(f"missing .sample file {sample_path}")
     if file_format == "bed":
         from deepprs.io.bed import BedReader
 
@@ -224,7 +232,7 @@ def open_genotypes(path: str | Path, *, file_format: str | None = None,
     if file_format == "bgen":
         from deepprs.io.bgen import BgenReader
 
-        return BgenReader(prefix if suffix != ".bgen" else path,
+        return BgenReader(prefix if suffix != ".bgen" else path, sample_path=sample_path,
                           allow_duplicate_variant_ids=allow_duplicate_variant_ids)
     raise InputError(f"unknown genotype format {file_format!r}; use bed, pgen or bgen")
 

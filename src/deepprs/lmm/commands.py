@@ -54,12 +54,14 @@ def _load(
     covar_names: list[str] | None,
     keep: str | None,
     remove: str | None,
+    sample_path: str | None = None,
 ) -> Cohort:
     if not pheno:
         raise InputError("--pheno is required (a table with FID IID and phenotype columns)")
     cohort = load_cohort(
         genotypes,
         file_format=file_format,
+        sample_path=sample_path,
         pheno=pheno,
         pheno_names=pheno_names,
         covar=covar,
@@ -98,6 +100,7 @@ def run_cvblup(
     pheno: str | None,
     pheno_name: str | None = None,
     file_format: str | None = None,
+    sample_path: str | None = None,
     covar: str | None = None,
     covar_names: list[str] | None = None,
     keep: str | None = None,
@@ -112,7 +115,8 @@ def run_cvblup(
 ) -> CvblupRun:
     """Fit one trait and write OUT.h2.json, OUT.cvblup.tsv, OUT.snp_weights.tsv (+ OUT.cvblup.loco.tsv)."""
     cohort = _load(
-        genotypes, file_format, pheno, [pheno_name] if pheno_name else None, covar, covar_names, keep, remove
+        genotypes, file_format, pheno, [pheno_name] if pheno_name else None, covar, covar_names, keep, remove,
+        sample_path,
     )
     phenotypes = cohort.phenotypes
     if phenotypes.shape[1] != 1:
@@ -200,6 +204,7 @@ def run_pleiotropy(
     pheno: str | None,
     pheno_names: list[str] | None = None,
     file_format: str | None = None,
+    sample_path: str | None = None,
     covar: str | None = None,
     covar_names: list[str] | None = None,
     keep: str | None = None,
@@ -217,7 +222,7 @@ def run_pleiotropy(
     -------
     DataFrame PRS_TRAIT PHENO_TRAIT R P FDR N
     """
-    cohort = _load(genotypes, file_format, pheno, pheno_names, covar, covar_names, keep, remove)
+    cohort = _load(genotypes, file_format, pheno, pheno_names, covar, covar_names, keep, remove, sample_path)
     phenotypes = cohort.phenotypes
     traits = [str(c) for c in phenotypes.columns]
     all_rows = np.ones(len(phenotypes), dtype=bool)
