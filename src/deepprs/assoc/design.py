@@ -5,6 +5,12 @@ tested in one pass over the genotypes. Constant or exactly collinear covariates 
 a warning that names them (plink2 stops with an error for collinear ones); near-collinear ones
 (a pair with |r| > ``max_corr`` or a VIF above ``max_vif`` over the design's samples) stop the run
 like plink2's CORR_TOO_HIGH / VIF_TOO_HIGH (:func:`deepprs.assoc.vif.check_covariates`).
+
+Sex chromosomes follow plink2 ``--glm`` (checked against plink2 2.00a3.5, tests/data/gwas_sexchr): on
+chrX the designs gain a ``SEX`` covariate (1 = male, 2 = female) and drop samples of unknown sex
+whenever both sexes are present (otherwise chrX is tested like an autosome); chrY is tested in males
+only (and skipped when there are none); chrY and chrM genotypes count haploid copies (0/1), so their
+BETA and SE are twice those of the 0/1/2 coding. The pseudo-autosomal code XY is autosomal.
 """
 
 from __future__ import annotations
@@ -18,6 +24,29 @@ import pandas as pd
 from deepprs.assoc.vif import MAX_CORR, MAX_VIF, PredictorCheck, check_covariates
 from deepprs.errors import InputError
 from deepprs.utils.runlog import current_run
+
+AUTOSOMAL, CHR_X, CHR_Y, CHR_MT = "", "X", "Y", "MT"
+_PLINK_CODES = {"23": "X", "24": "Y", "25": "XY", "26": "MT", "M": "MT"}
+
+
+def plink_chromosome(codes: np.ndarray | pd.Series) -> np.ndarray:
+    """plink2's output chromosome codes: a ``chr`` prefix dropped, 23/24/25/26 and M written as
+    X/Y/XY/MT (as plink2 prints a .bim's codes), other codes unchanged."""
+    codes = np.asarray(codes).astype(str)
+    unique, inverse = np.unique(codes, return_inverse=True)
+    mapped = []
+    for code in unique:
+        bare = code[3:] if code[:3].lower() == "chr" else code
+        bare = bare.upper() if bare.upper() in ("X", "Y", "XY", "MT", "M") else bare
+        mapped.append(_PLINK_CODES.get(bare, bare))
+    return np.asarray(mapped, dtype=object)[inverse.reshape(-1)]
+
+
+def chromosome_class(codes: np.ndarray | pd.Series) -> np.ndarray:
+    """Per variant: ``"X"`` (non-pseudo-autosomal chrX), ``"Y"``, ``"MT"`` or ``""`` (autosomes,
+    the pseudo-autosomal XY and any other contig)."""
+    plink = plink_chromosome(codes)
+    return np.where(np.isin(plink, [CHR_X, CHR_Y, CHR_MT]), plink, AUTOSOMAL).astype(object)
 
 
 def warn(message: str) -> None:
@@ -121,6 +150,8 @@ def build_design(
     context: str = "",
     max_vif: float = MAX_VIF,
     max_corr: float = MAX_CORR,
+    sex: np.ndarray | None = None,
+    sex_chromosome: str = AUTOSOMAL,
 ) -> Design:
     """Build the :class:`Design` of one phenotype group.
 
@@ -137,12 +168,30 @@ def build_design(
     max_vif, max_corr
         plink2's ``--vif`` / ``--max-corr``: the covariates over the used samples must pass them
         (else :class:`InputError`), and every variant's model is checked against them.
+    sex : ndarray of int, shape (n,), optional
+        1 = male, 2 = female, else unknown; rows follow ``sample_index``.
+    sex_chromosome : {"", "X", "Y", "MT"}
+        The design's variants: ``"X"`` adds plink2's SEX covariate (and drops unknown sex) when
+        both sexes are present, ``"Y"`` keeps males only (see the module docstring).
     """
     used = ~np.isnan(phenotype_values).any(axis=1)
     if covariates is not None and covariates.shape[1]:
         used &= ~np.isnan(covariates).any(axis=1)
     if not used.any():
         raise InputError(f"phenotype(s) {', '.join(pheno_names)}: no sample has both the phenotype and all covariates")
+    if sex_chromosome in (CHR_X, CHR_Y):
+        sex = np.zeros(len(sample_index), dtype=int) if sex is None else np.asarray(sex)
+        male, female = sex == 1, sex == 2
+        if sex_chromosome == CHR_Y:
+            used &= male
+            if not used.any():
+                raise InputError(f"phenotype(s) {', '.join(pheno_names)}: no male sample, so chrY variants cannot "
+                                 "be tested (plink2 skips them); drop them from the input")
+        elif (used & male).any() and (used & female).any():
+            used &= male | female
+            sex_column = np.where(male, 1.0, 2.0)[:, None]
+            covariates = sex_column if covariates is None else np.column_stack([covariates, sex_column])
+            covariate_names = [*covariate_names, "SEX"]
     rows = sample_index[used]
     cov_used = np.zeros((int(used.sum()), 0)) if covariates is None else covariates[used]
     keep = independent_covariates(cov_used, covariate_names, context=context)
@@ -186,11 +235,12 @@ def loco_column(table: pd.DataFrame, chrom: str) -> object:
 def chromosome_designs(chrom: str | None, groups: list[list[str]], phenotypes: pd.DataFrame,
                        base_covariates: np.ndarray | None, covariate_names: list[str],
                        loco_covariates: pd.DataFrame | None, sample_index: np.ndarray, width: int, *,
-                       max_vif: float = MAX_VIF, max_corr: float = MAX_CORR) -> list[Design]:
+                       max_vif: float = MAX_VIF, max_corr: float = MAX_CORR, sex: np.ndarray | None = None,
+                       sex_chromosome: str = AUTOSOMAL) -> list[Design]:
     """One design per phenotype group for the variants of chromosome ``chrom``.
 
     With LOCO covariates (``--cvblup-covar``) the chromosome's column is appended to the covariates;
-    ``chrom=None`` means no LOCO column.
+    ``chrom=None`` means no LOCO column. ``sex`` and ``sex_chromosome``: see :func:`build_design`.
     """
     covariates, names = base_covariates, covariate_names
     if chrom is not None and loco_covariates is not None:
@@ -198,8 +248,21 @@ def chromosome_designs(chrom: str | None, groups: list[list[str]], phenotypes: p
         covariates = extra if covariates is None else np.column_stack([covariates, extra])
         names = [*names, f"LOCO_{chrom}"]
     where = "" if chrom is None else f", chromosome {chrom}"
+    where += f", chr{sex_chromosome}" if sex_chromosome in (CHR_X, CHR_Y) and chrom is None else ""
     return [
         build_design(group, phenotypes[group].to_numpy(dtype=np.float64), covariates, names, sample_index,
-                     width, context=f"phenotype {', '.join(group)}{where}", max_vif=max_vif, max_corr=max_corr)
+                     width, context=f"phenotype {', '.join(group)}{where}", max_vif=max_vif, max_corr=max_corr,
+                     sex=sex, sex_chromosome=sex_chromosome)
         for group in groups
     ]
+
+
+def testable_variants(variant_table: pd.DataFrame, variant_index: np.ndarray, sex: np.ndarray) -> np.ndarray:
+    """``variant_index`` without its chrY variants when no sample is male (plink2 skips them, with
+    a warning here)."""
+    chrom_class = chromosome_class(variant_table["chrom"].to_numpy()[variant_index])
+    on_y = chrom_class == CHR_Y
+    if on_y.any() and not (np.asarray(sex) == 1).any():
+        warn(f"skipping {int(on_y.sum())} chrY variant(s): no sample is male (sex from the .fam/.psam/.sample)")
+        return variant_index[~on_y]
+    return variant_index

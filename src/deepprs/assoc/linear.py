@@ -58,7 +58,17 @@ from deepprs.assoc.blocks import (
     squared_products,
     to_digits,
 )
-from deepprs.assoc.design import Design, chromosome_designs, phenotype_groups
+from deepprs.assoc.design import (
+    AUTOSOMAL,
+    CHR_MT,
+    CHR_Y,
+    Design,
+    chromosome_class,
+    chromosome_designs,
+    phenotype_groups,
+    plink_chromosome,
+    testable_variants,
+)
 from deepprs.assoc.vif import MAX_CORR, MAX_VIF, VIF_INFINITE, check_limits, errcode_strings
 from deepprs.errors import InputError
 from deepprs.io.genotypes import GenotypeSource, as_index
@@ -406,7 +416,7 @@ def _variant_columns(variant_table: pd.DataFrame) -> pd.DataFrame:
     alt = variant_table["alt"].astype(str).to_numpy()
     return pd.DataFrame(
         {
-            "CHROM": variant_table["chrom"].astype(str).to_numpy(),
+            "CHROM": plink_chromosome(variant_table["chrom"].to_numpy()),
             "POS": variant_table["pos"].to_numpy(),
             "ID": variant_table["id"].astype(str).to_numpy(),
             "REF": ref,
@@ -447,17 +457,46 @@ def prepare_inputs(
 
 def chromosome_segments(
     variant_table: pd.DataFrame, variant_index: np.ndarray, loco_covariates: pd.DataFrame | None
-) -> Iterator[tuple[str | None, np.ndarray]]:
-    """Split ``variant_index`` by chromosome when LOCO covariates are used (else one segment)."""
-    if loco_covariates is None:
-        yield None, variant_index
-        return
+) -> Iterator[tuple[tuple[str | None, str], np.ndarray]]:
+    """Split ``variant_index`` into the groups that share regression designs, in order of first
+    appearance: by chromosome when LOCO covariates are used, and by sex-chromosome class (chrX and
+    chrY get their own designs, see :mod:`deepprs.assoc.design`).
+
+    Yields
+    ------
+    (loco_chromosome or None, sex_chromosome), variant positions
+    """
     chrom = variant_table["chrom"].astype(str).to_numpy()[variant_index]
-    available = [str(c) for c in loco_covariates.columns]
-    for code in pd.unique(chrom):
-        if code not in available:
-            raise InputError(f"the LOCO cvBLUP file has no column for chromosome {code}; it has {', '.join(available)}")
-        yield code, variant_index[chrom == code]
+    sex_class = chromosome_class(chrom)
+    sex_class[sex_class == CHR_MT] = AUTOSOMAL           # haploid coding only; the autosomal design
+    if loco_covariates is None:
+        keys = sex_class
+    else:
+        available = [str(c) for c in loco_covariates.columns]
+        for code in pd.unique(chrom):
+            if code not in available:
+                raise InputError(f"the LOCO cvBLUP file has no column for chromosome {code}; it has "
+                                 f"{', '.join(available)}")
+        keys = chrom
+    for key in pd.unique(keys):
+        members = keys == key
+        yield ((None if loco_covariates is None else str(key)), str(sex_class[members][0])), variant_index[members]
+
+
+def sample_sex(genotypes: GenotypeSource, sample_index: np.ndarray) -> np.ndarray:
+    """Sex of the analysed samples from the genotype file's sample table: 1 = male, 2 = female,
+    0 = unknown -> (n,) int."""
+    table = genotypes.sample_table
+    if "sex" not in table:
+        return np.zeros(len(sample_index), dtype=int)
+    sex = pd.to_numeric(table["sex"], errors="coerce").fillna(0).to_numpy()[sample_index]
+    return np.where(np.isin(sex, [1, 2]), sex, 0).astype(int)
+
+
+def haploid_scale(variant_table: pd.DataFrame, index: np.ndarray) -> np.ndarray:
+    """Per variant of ``index``: 2 on chrY and chrM, whose genotypes count haploid copies (plink2
+    codes them 0/1, so BETA and SE double), else 1."""
+    return np.where(np.isin(chromosome_class(variant_table["chrom"].to_numpy()[index]), [CHR_Y, CHR_MT]), 2.0, 1.0)
 
 
 def gwas_linear(
@@ -535,23 +574,26 @@ def gwas_linear(
     names = [str(c) for c in phenotypes.columns]
     stats: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in names}
     order: list[np.ndarray] = []
+    sex = sample_sex(genotypes, sample_index)
+    variant_index = testable_variants(genotypes.variant_table, variant_index, sex)
     tasks = [
-        (chrom, segment[start : start + block_size])
-        for chrom, segment in chromosome_segments(genotypes.variant_table, variant_index, loco_covariates)
+        (key, segment[start : start + block_size])
+        for key, segment in chromosome_segments(genotypes.variant_table, variant_index, loco_covariates)
         for start in range(0, len(segment), block_size)
     ]
-    contexts: dict[str | None, list[_LinearContext]] = {}
+    contexts: dict[tuple[str | None, str], list[_LinearContext]] = {}
 
-    def contexts_for(chrom: str | None) -> list[_LinearContext]:
-        # built in this thread when the chromosome's first block is queued (warnings stay in order);
+    def contexts_for(key: tuple[str | None, str]) -> list[_LinearContext]:
+        # built in this thread when the segment's first block is queued (warnings stay in order);
         # the blocks in flight keep a reference, so only the newest few are cached
-        if chrom not in contexts:
-            designs = chromosome_designs(chrom, groups, phenotypes, base_cov, cov_names, loco_covariates,
-                                         sample_index, width, max_vif=max_vif, max_corr=max_corr)
-            contexts[chrom] = [_context(design, genotypes.n_samples) for design in designs]
+        if key not in contexts:
+            designs = chromosome_designs(key[0], groups, phenotypes, base_cov, cov_names, loco_covariates,
+                                         sample_index, width, max_vif=max_vif, max_corr=max_corr, sex=sex,
+                                         sex_chromosome=key[1])
+            contexts[key] = [_context(design, genotypes.n_samples) for design in designs]
             while len(contexts) > 2:
                 del contexts[next(iter(contexts))]
-        return contexts[chrom]
+        return contexts[key]
 
     n_blocks = len(tasks)
     on_cpu = device.type == "cpu"
@@ -573,6 +615,7 @@ def gwas_linear(
                                         for key, value in result.items()})
     index = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
     variants = _variant_columns(genotypes.variant_table.iloc[index])
+    scale = haploid_scale(genotypes.variant_table, index)  # chrY / chrM: per haploid copy, as plink2
     tables = {}
     sort = np.argsort(index, kind="stable")
     for name in names:
@@ -587,7 +630,7 @@ def gwas_linear(
         table["TEST"] = "ADD"
         table["OBS_CT"] = merged["OBS_CT"].astype(np.int64)
         for key in ("BETA", "SE", "T_STAT"):
-            table[key] = np.where(failed, np.nan, merged[key])
+            table[key] = np.where(failed, np.nan, merged[key] * (scale if key != "T_STAT" else 1.0))
         table["P"] = np.where(failed, np.nan, _p_from_t(merged["T_STAT"], merged["df"]))
         table["ERRCODE"] = merged["ERRCODE"]
         tables[name] = table.iloc[sort].reset_index(drop=True)[LINEAR_COLUMNS]

@@ -17,8 +17,14 @@ import torch
 from scipy import special
 
 from deepprs.assoc.blocks import iter_dosage_blocks, n_columns
-from deepprs.assoc.design import chromosome_designs, phenotype_groups
-from deepprs.assoc.linear import _variant_columns, chromosome_segments, prepare_inputs
+from deepprs.assoc.design import chromosome_designs, phenotype_groups, testable_variants
+from deepprs.assoc.linear import (
+    _variant_columns,
+    chromosome_segments,
+    haploid_scale,
+    prepare_inputs,
+    sample_sex,
+)
 from deepprs.assoc.vif import MAX_CORR, MAX_VIF, check_limits, correlation_checks, errcode_strings, masked_sscp
 from deepprs.errors import InputError
 from deepprs.io.genotypes import GenotypeSource
@@ -287,6 +293,8 @@ def gwas_logistic(
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in names}
     # bound the (block, samples) float64 working matrices to ~40 MB each
     block_size = max(1, min(block_size, MAX_DESIGN_ELEMENTS // len(sample_index)))
+    sex = sample_sex(genotypes, sample_index)
+    variant_index = testable_variants(genotypes.variant_table, variant_index, sex)
     segments = list(chromosome_segments(genotypes.variant_table, variant_index, loco_covariates))
     n_blocks = sum(-(-len(seg) // block_size) for _, seg in segments)
     progress_iter = track(
@@ -295,12 +303,13 @@ def gwas_logistic(
         total=n_blocks,
         disable=None if progress else True,
     )
-    designs: dict[str | None, list] = {}
-    for chrom, block in progress_iter:
-        if chrom not in designs:
-            designs = {chrom: chromosome_designs(chrom, groups, phenotypes, base_cov, cov_names, loco_covariates,
-                                                 sample_index, width, max_vif=max_vif, max_corr=max_corr)}
-        for design in designs[chrom]:
+    designs: dict[tuple[str | None, str], list] = {}
+    for key, block in progress_iter:
+        if key not in designs:
+            designs = {key: chromosome_designs(key[0], groups, phenotypes, base_cov, cov_names, loco_covariates,
+                                               sample_index, width, max_vif=max_vif, max_corr=max_corr, sex=sex,
+                                               sex_chromosome=key[1])}
+        for design in designs[key]:
             for j, name in enumerate(design.pheno_names):
                 parts[name].append(_logistic_block(block, design, j, device, genotypes.variant_table,
                                                    max_vif=max_vif, max_corr=max_corr))
@@ -313,9 +322,9 @@ def gwas_logistic(
 
 
 def _blocks(genotypes, segments, block_size):
-    for chrom, segment in segments:
+    for key, segment in segments:
         for block in iter_dosage_blocks(genotypes, segment, block_size):
-            yield chrom, block
+            yield key, block
 
 
 def _logistic_block(block, design, column: int, device: torch.device, variant_table: pd.DataFrame, *,
@@ -366,8 +375,9 @@ def _logistic_block(block, design, column: int, device: torch.device, variant_ta
         idx = torch.nonzero(use_firth).squeeze(1)
         f_beta, f_se, f_conv = fit_logistic(covariates, dosage[idx], y, mask[idx], firth=True, start=start)
         beta[idx], se[idx], firth_ok[idx] = f_beta, f_se, f_conv
-    log_or = beta[:, -1].cpu().numpy()
-    log_or_se = se[:, -1].cpu().numpy()
+    scale = haploid_scale(variant_table, block.variant_index)  # chrY / chrM: per haploid copy, as plink2
+    log_or = beta[:, -1].cpu().numpy() * scale
+    log_or_se = se[:, -1].cpu().numpy() * scale
     errcode = errcode_strings(check_code.cpu().numpy())
     use_firth_np = use_firth.cpu().numpy()
     errcode[use_firth_np & ~firth_ok.cpu().numpy()] = "FIRTH_CONVERGE_FAIL"
