@@ -74,8 +74,9 @@ def run_gwas(
     progress: bool = True,
     max_vif: float = MAX_VIF,
     max_corr: float = MAX_CORR,
+    variant_index: np.ndarray | None = None,
 ) -> GwasResult:
-    """Test every phenotype of ``cohort`` against every variant.
+    """Test every phenotype of ``cohort`` against every variant (or those of ``variant_index``).
 
     Parameters
     ----------
@@ -93,6 +94,9 @@ def run_gwas(
         plink2's ``--vif`` (50) and ``--max-corr`` (0.999): covariates failing them over a design's
         samples stop the run; variants failing them get ERRCODE ``CORR_TOO_HIGH`` /
         ``VIF_INFINITE`` / ``VIF_TOO_HIGH`` (see :mod:`deepprs.assoc.vif`).
+    variant_index : ndarray of int, optional
+        Positions in the genotype file's variant table to test (e.g. from
+        :class:`deepprs.qc.filters.VariantFilter`); default all.
     """
     if cohort.phenotypes is None:
         raise InputError("gwas needs phenotypes: pass --pheno FILE")
@@ -104,6 +108,7 @@ def run_gwas(
     common = dict(
         covariates=cohort.covariates,
         sample_index=cohort.sample_index,
+        variant_index=variant_index,
         loco_covariates=loco_covariates,
         device=device,
         progress=progress,

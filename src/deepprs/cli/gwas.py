@@ -68,6 +68,17 @@ def register(app: typer.Typer) -> None:
             typer.Option("--max-corr", help="max |correlation| between predictors (plink2 --max-corr); "
                          "variants above get CORR_TOO_HIGH, covariate pairs above stop the run"),
         ] = 0.999,
+        extract: Annotated[str | None, typer.Option("--extract", help="test only the variant IDs listed "
+                                                    "(first column)")] = None,
+        exclude: Annotated[str | None, typer.Option("--exclude", help="skip the variant IDs listed")] = None,
+        chromosomes: Annotated[str | None, typer.Option("--chr", help="test only these chromosomes "
+                                                        "(plink2 syntax, e.g. 1-22,X)")] = None,
+        maf: Annotated[float | None, typer.Option("--maf", help="skip variants with minor allele frequency "
+                                                  "below this (over the --keep/--remove samples, as plink2)")] = None,
+        geno: Annotated[float | None, typer.Option("--geno", help="skip variants with a missing call rate "
+                                                   "above this")] = None,
+        hwe: Annotated[float | None, typer.Option("--hwe", help="skip variants with Hardy-Weinberg exact "
+                                                  "P below this")] = None,
         quiet: Quiet = False,
     ) -> None:
         """GWAS like plink2 --glm: OUT.<pheno>.glm.linear or .glm.logistic.hybrid (+ Manhattan/QQ PNGs).
@@ -86,8 +97,10 @@ def register(app: typer.Typer) -> None:
         # Start reading the .bed (missing calls, homozygous-A1 counts; numpy only) in a background
         # process before the imports below, which take 1.3-2 s (torch alone 1-1.5 s) on one core.
         # (not with --cvblup-covar: its per-chromosome blocks do not follow the scan's block grid;
-        # not with --threads 1: the scan takes a second core)
-        if bfile and not pfile and not bgen and not cvblup_covar and threads != 1:
+        # not with --threads 1: the scan takes a second core; not with variant filters: the tested
+        # blocks would not follow its grid either)
+        filtered = any(value is not None for value in (extract, exclude, chromosomes, maf, geno, hwe))
+        if bfile and not pfile and not bgen and not cvblup_covar and threads != 1 and not filtered:
             start_bed_scan(bfile, block_size)
         from deepprs.assoc.gwas import run_gwas
         from deepprs.assoc.loco import read_cvblup_loco
@@ -114,6 +127,12 @@ def register(app: typer.Typer) -> None:
             plots=not no_plots,
             max_vif=vif,
             max_corr=max_corr,
+            extract=extract,
+            exclude=exclude,
+            chr=chromosomes,
+            maf=maf,
+            geno=geno,
+            hwe=hwe,
         )
 
         def body(log) -> None:
@@ -144,9 +163,21 @@ def register(app: typer.Typer) -> None:
                     remove=remove,
                 )
             log.info(f"{cohort.genotypes!r}; {cohort.alignment.report()}")
+            variant_index = None
+            if filtered:  # (qc.filters and its statistics cost ~0.2 s of imports: only when needed)
+                from deepprs.qc.filters import VariantFilter, describe_removed, select_samples
+
+                variant_filter = VariantFilter(extract=extract, exclude=exclude, chromosomes=chromosomes, maf=maf,
+                                               geno=geno, hwe=hwe)
+                with log.step("variant filters"):
+                    samples = select_samples(cohort.genotypes, keep=keep, remove=remove)
+                    variant_index, removed = variant_filter.apply(cohort.genotypes, samples)
+                log.info(f"variant filters: {len(variant_index)} of {cohort.genotypes.n_variants} variants kept "
+                         f"({describe_removed(removed)})")
             loco = read_cvblup_loco(cvblup_covar, cohort.sample_ids) if cvblup_covar else None
             run_gwas(
                 cohort,
+                variant_index=variant_index,
                 out=out,
                 loco_covariates=loco,
                 linear_only=linear_only,

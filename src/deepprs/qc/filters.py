@@ -231,15 +231,111 @@ def restrict_samples(genotypes: GenotypeSource, *, keep: str | Path | None = Non
     return SampleSubset(genotypes, select_samples(genotypes, keep=keep, remove=remove))
 
 
-def select_variants(genotypes: GenotypeSource, extract: str | Path | None = None) -> np.ndarray:
-    """Positions of the variants listed in an ``--extract`` file (first column = variant ID)."""
-    if extract is None:
-        return np.arange(genotypes.n_variants)
-    path = Path(extract)
+def _variant_id_list(path: str | Path, flag: str) -> set[str]:
+    path = Path(path)
     if not path.exists():
-        raise InputError(f"--extract file {path} does not exist")
-    wanted = {line.split()[0] for line in path.read_text().splitlines() if line.strip()}
-    index = np.flatnonzero(genotypes.variant_table["id"].astype(str).isin(wanted).to_numpy())
-    if len(index) == 0:
-        raise InputError(f"--extract {path}: none of its {len(wanted)} IDs are in the genotype file")
-    return index
+        raise InputError(f"{flag} file {path} does not exist")
+    return {line.split()[0] for line in path.read_text().splitlines() if line.strip()}
+
+
+def select_variants(genotypes: GenotypeSource, extract: str | Path | None = None,
+                    exclude: str | Path | None = None) -> np.ndarray:
+    """Positions of the variants listed in an ``--extract`` file and not in an ``--exclude`` file
+    (first column = variant ID)."""
+    ids = genotypes.variant_table["id"].astype(str)
+    mask = np.ones(genotypes.n_variants, dtype=bool)
+    if extract is not None:
+        wanted = _variant_id_list(extract, "--extract")
+        mask &= ids.isin(wanted).to_numpy()
+        if not mask.any():
+            raise InputError(f"--extract {extract}: none of its {len(wanted)} IDs are in the genotype file")
+    if exclude is not None:
+        mask &= ~ids.isin(_variant_id_list(exclude, "--exclude")).to_numpy()
+    return np.flatnonzero(mask)
+
+
+def parse_chromosomes(spec: str) -> set[str]:
+    """plink2 ``--chr`` lists: comma-separated codes and numeric ranges (``1-4,22,X``), returned in
+    plink2's output spelling (``chr`` prefix dropped; 23/24/25/26 -> X/Y/XY/MT)."""
+    from deepprs.assoc.design import plink_chromosome
+
+    codes: list[str] = []
+    for part in (piece.strip() for piece in spec.split(",")):
+        if not part:
+            continue
+        low, sep, high = part.partition("-")
+        if sep and low.strip().isdigit() and high.strip().isdigit():
+            if int(low) > int(high):
+                raise InputError(f"--chr {spec}: range {part} runs backwards")
+            codes.extend(str(code) for code in range(int(low), int(high) + 1))
+        else:
+            codes.append(part)
+    if not codes:
+        raise InputError("--chr needs at least one chromosome code (e.g. --chr 1-22,X)")
+    return set(plink_chromosome(np.array(codes)).tolist())
+
+
+@dataclass
+class VariantFilter:
+    """plink2's variant filters of an analysis run (``--extract --exclude --chr --maf --geno --hwe``).
+
+    ``--maf``, ``--geno`` and ``--hwe`` are computed over the samples given to :meth:`apply` (plink2
+    uses every sample left after ``--keep``/``--remove``, phenotyped or not), treating every
+    chromosome as diploid (plink2 counts male chrX calls once; results can differ there).
+    """
+
+    extract: str | Path | None = None
+    exclude: str | Path | None = None
+    chromosomes: str | None = None
+    maf: float | None = None
+    geno: float | None = None
+    hwe: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return any(value is not None for value in (self.extract, self.exclude, self.chromosomes, self.maf,
+                                                   self.geno, self.hwe))
+
+    def apply(self, genotypes: GenotypeSource, samples: np.ndarray,
+              block_size: int = 4096) -> tuple[np.ndarray, dict[str, int]]:
+        """Positions of the variants that pass, and how many each filter removed (in that order:
+        a variant counts under the first filter it fails)."""
+        from deepprs.assoc.design import plink_chromosome
+
+        _check_threshold(self.maf, "--maf", 0.5)
+        _check_threshold(self.geno, "--geno")
+        _check_threshold(self.hwe, "--hwe")
+        removed: dict[str, int] = {}
+        index = select_variants(genotypes, self.extract, self.exclude)
+        removed["extract/exclude"] = genotypes.n_variants - len(index)
+        if self.chromosomes is not None:
+            wanted = parse_chromosomes(self.chromosomes)
+            on = np.isin(plink_chromosome(genotypes.variant_table["chrom"].to_numpy()[index]), list(wanted))
+            removed["chr"] = int((~on).sum())
+            index = index[on]
+        if len(index) and any(value is not None for value in (self.maf, self.geno, self.hwe)):
+            stats = variant_stats(genotypes, samples=samples, variants=index, block_size=block_size)
+            fail = np.zeros(len(index), dtype=bool)
+            if self.geno is not None:
+                mask = stats["MISSING_RATE"].to_numpy() > self.geno
+                removed["geno"] = int(mask.sum())
+                fail |= mask
+            if self.hwe is not None:
+                mask = ~fail & (stats["HWE_P"].to_numpy() < self.hwe)
+                removed["hwe"] = int(mask.sum())
+                fail |= mask
+            if self.maf is not None:
+                a1_freq = stats["A1_FREQ"].to_numpy()
+                mask = ~fail & ~(np.minimum(a1_freq, 1 - a1_freq) >= self.maf)
+                removed["maf"] = int(mask.sum())
+                fail |= mask
+            index = index[~fail]
+        if len(index) == 0:
+            raise InputError(f"no variants left after the variant filters ({describe_removed(removed)})")
+        return index, removed
+
+
+def describe_removed(removed: dict[str, int]) -> str:
+    """'3 by --geno, 120 by --maf' (filters that removed something)."""
+    parts = [f"{count} by --{name}" for name, count in removed.items() if count]
+    return ", ".join(parts) if parts else "none removed"

@@ -132,6 +132,18 @@ plink2(
     "--out",
     "plink2_sim_cov",
 )
+# variant filters (tests/test_gwas_filters.py): a keep list and ID lists derived from sim.fam / sim.bim
+fam_lines = Path("sim.fam").read_text().splitlines()
+Path("sim.keep").write_text("".join("\t".join(line.split()[:2]) + "\n"
+                                    for i, line in enumerate(fam_lines, start=1) if i % 10 != 3))
+bim_ids = [line.split()[1] for line in Path("sim.bim").read_text().splitlines()]
+Path("sim.extract").write_text("".join(f"{v}\n" for i, v in enumerate(bim_ids, start=1) if i % 8 != 0))
+Path("sim.exclude").write_text("".join(f"{v}\n" for i, v in enumerate(bim_ids, start=1) if i % 13 == 0))
+plink2(
+    "--bfile", "sim", "--pheno", "sim.pheno", "--pheno-name", "Q2", "--covar", "sim.covar", "--keep", "sim.keep",
+    "--extract", "sim.extract", "--exclude", "sim.exclude", "--chr", "1", "--maf", "0.08", "--geno", "0.035",
+    "--hwe", "0.02", "--glm", "hide-covar", "omit-ref", GLM_COLS, "--out", "plink2_sim_filters",
+)
 for log in Path(".").glob("plink2_*.log"):
     log.unlink()
 for leftover in ("eur.log", "eur.nosex", "eur.plink2.covar"):

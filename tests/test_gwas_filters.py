@@ -1,0 +1,68 @@
+"""`deepprs gwas` variant filters (--extract --exclude --chr --maf --geno --hwe) against plink2 --glm with the
+same flags, and the frequency sample set (every --keep sample, phenotyped or not, as plink2).
+Fixtures and the plink2 command: tests/data/gwas/README.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepprs.assoc.output import read_glm
+from deepprs.cli.main import main
+from deepprs.errors import InputError
+from deepprs.io import open_genotypes
+from deepprs.qc.filters import VariantFilter, parse_chromosomes
+
+DATA = Path(__file__).parent / "data" / "gwas"
+FILTERS = ["--extract", str(DATA / "sim.extract"), "--exclude", str(DATA / "sim.exclude"), "--chr", "1",
+           "--maf", "0.08", "--geno", "0.035", "--hwe", "0.02"]
+
+
+def test_filtered_gwas_matches_plink2(tmp_path):
+    out = tmp_path / "ours"
+    try:
+        main(["gwas", "--bfile", str(DATA / "sim"), "--pheno", str(DATA / "sim.pheno"), "--pheno-name", "Q2",
+              "--covar", str(DATA / "sim.covar"), "--keep", str(DATA / "sim.keep"), *FILTERS, "--no-plots",
+              "--quiet", "--out", str(out)])
+    except SystemExit as exit_info:
+        assert not exit_info.code
+    ours, ref = read_glm(f"{out}.Q2.glm.linear"), read_glm(DATA / "plink2_sim_filters.Q2.glm.linear")
+    assert len(ref) == 125
+    assert ours["ID"].tolist() == ref["ID"].tolist()                 # the same 125 of 400 variants
+    assert (ours["OBS_CT"].to_numpy() == ref["OBS_CT"].to_numpy()).all()
+    np.testing.assert_allclose(ours["BETA"], ref["BETA"], rtol=2e-5)
+    np.testing.assert_allclose(-np.log10(ours["P"]), -np.log10(ref["P"]), atol=1e-4)
+    log = Path(f"{out}.log").read_text()
+    # plink2 logs 57 removed by --geno, 2 by --hwe, 18 by allele frequency (in that order), 125 remaining
+    assert ("variant filters: 125 of 400 variants kept (77 by --extract/exclude, 121 by --chr, 57 by --geno, "
+            "2 by --hwe, 18 by --maf)") in " ".join(log.split())
+
+
+def test_filter_counts_and_frequency_samples():
+    with open_genotypes(DATA / "sim") as source:
+        keep = np.flatnonzero(np.arange(1, source.n_samples + 1) % 10 != 3)
+        index, removed = VariantFilter(**{"extract": DATA / "sim.extract", "exclude": DATA / "sim.exclude",
+                                          "chromosomes": "1", "maf": 0.08, "geno": 0.035,
+                                          "hwe": 0.02}).apply(source, keep)
+        assert removed == {"extract/exclude": 77, "chr": 121, "geno": 57, "hwe": 2, "maf": 18}
+        assert len(index) == 125
+        # the same thresholds over all 300 samples remove a different set: the --keep samples matter
+        index_all, _ = VariantFilter(**{"extract": DATA / "sim.extract", "exclude": DATA / "sim.exclude",
+                                        "chromosomes": "1", "maf": 0.08, "geno": 0.035,
+                                        "hwe": 0.02}).apply(source, np.arange(source.n_samples))
+        assert not np.array_equal(index_all, index)
+        # brute force on the kept samples: missing rate and minor allele frequency of the survivors
+        dosage = source.read(keep, index, dtype=np.float64)
+        missing_rate = np.isnan(dosage).mean(axis=0)
+        freq = np.nanmean(dosage, axis=0) / 2
+        assert (missing_rate <= 0.035).all() and (np.minimum(freq, 1 - freq) >= 0.08).all()
+
+
+def test_chromosome_lists():
+    assert parse_chromosomes("1-3,X, chr22,23,MT") == {"1", "2", "3", "X", "22", "MT"}
+    with pytest.raises(InputError, match="backwards"):
+        parse_chromosomes("5-2")
+    with open_genotypes(DATA / "sim") as source, pytest.raises(InputError, match="no variants left"):
+        VariantFilter(chromosomes="3").apply(source, np.arange(source.n_samples))
