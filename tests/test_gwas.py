@@ -208,6 +208,30 @@ def test_block_size_and_generic_reader_do_not_change_results(tmp_path):
                 pd.testing.assert_frame_equal(reference[name], other[name], rtol=1e-10, atol=0)
 
 
+@pytest.mark.parametrize("covar", [None, "sim.covar"])
+def test_accelerator_order_of_work_on_the_cpu_matches_plink2(monkeypatch, covar):
+    """What a CUDA run does differently (float64 digit products instead of torch._int_mm, products taken
+    in the main thread instead of the prefetch workers), run on the CPU: the same numbers, and plink2's."""
+    import deepprs.assoc.blocks as blocks
+    import deepprs.assoc.linear as linear
+
+    cohort = load_cohort(DATA / "sim", pheno=DATA / "sim.pheno", pheno_names=["Q1", "Q2"],
+                         covar=DATA / covar if covar else None)
+
+    def run():
+        return gwas_linear(cohort.genotypes, cohort.phenotypes, covariates=cohort.covariates,
+                           sample_index=cohort.sample_index, block_size=64, progress=False)
+
+    cpu = run()
+    monkeypatch.setattr(blocks, "int8_matmul", lambda device: False)
+    monkeypatch.setattr(linear, "products_in_workers", lambda device: False)
+    accelerator = run()
+    for name in ("Q1", "Q2"):
+        pd.testing.assert_frame_equal(accelerator[name], cpu[name], rtol=1e-12, atol=0)
+        ref = _plink2(f"plink2_sim_{'cov' if covar else 'nocov'}.{name}.glm.linear")
+        _compare(accelerator[name], ref, {"BETA": 1e-5, "SE": 1e-5, "T_STAT": 1e-5}, log10p_tol=1e-4)
+
+
 def test_flipping_the_counted_allele_flips_beta(tmp_path):
     dosage, covariates, phenotypes, source = _simulated(tmp_path)
     variants = source.variant_table.copy()

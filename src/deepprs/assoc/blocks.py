@@ -420,6 +420,13 @@ def _recombine(partial, matrix: DigitMatrix, combined):
     return combined
 
 
+def int8_matmul(device: torch.device) -> bool:
+    """Whether :func:`exact_products` multiplies int8 × int8 -> int32 (``torch._int_mm``, CPU);
+    elsewhere (CUDA) the digits are multiplied in float64, which is exact too (|sums| < 2^53).
+    Tests switch it off to run the accelerator arithmetic on the CPU."""
+    return device.type == "cpu"
+
+
 def exact_products(dosage: torch.Tensor, matrix: DigitMatrix) -> torch.Tensor:
     """``dosage @ V`` in float64 for an int8 dosage block (b × n) and a :class:`DigitMatrix` V
     (exact, from int8 digit products; a float dosage block is multiplied by V in float64).
@@ -432,7 +439,7 @@ def exact_products(dosage: torch.Tensor, matrix: DigitMatrix) -> torch.Tensor:
         return dosage.to(torch.float64) @ matrix.values.to(dosage.device)
     digits = matrix.digits.to(dosage.device)
     b = dosage.shape[0]
-    if dosage.device.type == "cpu" and b >= 1:
+    if int8_matmul(dosage.device) and b >= 1:
         try:
             partial = torch._int_mm(dosage, digits)
         except (RuntimeError, AttributeError, NotImplementedError):  # pragma: no cover - old torch, odd shapes

@@ -290,6 +290,13 @@ def _linear_block(
         return _linear_statistics(block, ctx, dosage, products, device, prepared.sums, prepared.squares)
 
 
+def products_in_workers(device: torch.device) -> bool:
+    """Whether the prefetch workers take the matrix products (CPU runs: they then run beside the
+    main thread's algebra); on an accelerator the main thread does, on the device. Tests switch it
+    off to run the accelerator's order of work on the CPU."""
+    return device.type == "cpu"
+
+
 @contextlib.contextmanager
 def _one_thread(device: torch.device) -> Iterator[None]:
     """Run small batched algebra on one CPU thread: with more threads every tiny op waits at an
@@ -596,7 +603,7 @@ def gwas_linear(
         return contexts[key]
 
     n_blocks = len(tasks)
-    on_cpu = device.type == "cpu"
+    on_cpu = products_in_workers(device)
     # On the CPU every thread of the pipeline runs single-threaded torch: the prefetch workers
     # decode, sum the missing calls and take the int8 products while the main thread does the
     # per-variant algebra (two-thread torch kernels beside them only oversubscribe the cores).
