@@ -607,26 +607,34 @@ def test_cli_keep_restricts_samples(tmp_path):
     np.testing.assert_allclose(ours["BETA"], expected["BETA"], rtol=1e-5)
 
 
-@pytest.mark.parametrize(("threads", "scans"), [("1", 0), ("2", 1)])
-def test_cli_background_scan_respects_threads(tmp_path, monkeypatch, threads, scans):
-    """--threads 1 runs no second (scan) thread; with 2 the .bed scan starts before the imports."""
+@pytest.mark.parametrize(("threads", "genotype_format", "scans"),
+                         [("1", "bed", 0), ("2", "bed", 1), ("1", "pgen", 0), ("2", "pgen", 1)])
+def test_cli_background_scan_respects_threads(tmp_path, monkeypatch, threads, genotype_format, scans):
+    """--threads 1 runs no second (scan) process; with 2 the .bed / .pgen scan starts before the
+    imports, and the results equal plink2's."""
     import torch
 
     import deepprs.assoc.bedscan as bedscan
+    from deepprs.io.pgen import write_pgen
 
     torch_threads = torch.get_num_threads()  # --threads sets torch's global pool: restore it for later tests
     started: list[str] = []
-    original = bedscan.start_bed_scan
-    monkeypatch.setattr(
-        bedscan, "start_bed_scan", lambda prefix, block: started.append(prefix) or original(prefix, block)
-    )
-    args = ["gwas", "--bfile", str(DATA / "sim"), "--pheno", str(DATA / "sim.pheno"), "--pheno-name", "Q1"]
+    name = f"start_{genotype_format}_scan"
+    original = getattr(bedscan, name)
+    monkeypatch.setattr(bedscan, name, lambda prefix, block: started.append(prefix) or original(prefix, block))
+    genotypes = ["--bfile", str(DATA / "sim")]
+    if genotype_format == "pgen":
+        with open_genotypes(DATA / "sim") as bed:
+            write_pgen(tmp_path / "sim", bed.read(dtype=np.float64), bed.sample_table, bed.variant_table)
+        genotypes = ["--pfile", str(tmp_path / "sim")]
+    args = ["gwas", *genotypes, "--pheno", str(DATA / "sim.pheno"), "--pheno-name", "Q1"]
     try:
         assert _run_cli([*args, "--threads", threads, "--no-plots", "--quiet", "--out", str(tmp_path / "t")]) == 0
     finally:
         torch.set_num_threads(torch_threads)
     assert len(started) == scans
-    assert (tmp_path / "t.Q1.glm.linear").exists()
+    _compare(read_glm(tmp_path / "t.Q1.glm.linear").rename(columns={"AX": "OMITTED"}),
+             _plink2("plink2_sim_nocov.Q1.glm.linear"), {"BETA": 1e-5, "SE": 1e-5}, log10p_tol=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -765,6 +773,43 @@ def test_word_kernels_on_row_widths_that_are_multiples_of_8():
     variant, sample = missing_calls(np.full((2, 8), 0x55, dtype=np.uint8))
     np.testing.assert_array_equal(sample, np.tile(np.arange(32), 2))
     np.testing.assert_array_equal(variant, np.repeat([0, 1], 32))
+
+
+def test_background_pgen_scan_matches_direct_decoding(tmp_path):
+    """The start-up scan of a hard-call .pgen (pgenlib in a forked child): its missing calls and
+    homozygous-ALT counts, and a GWAS that takes them, equal decoding in the reader."""
+    from deepprs.assoc import bedscan
+    from deepprs.io.pgen import PgenReader, write_pgen
+
+    dosage, covariates, phenotypes, bed = _simulated(tmp_path)
+    write_pgen(tmp_path / "simp", dosage, bed.sample_table, bed.variant_table)
+    source = PgenReader(tmp_path / "simp")
+    assert not source.may_have_dosages
+    reference = gwas_linear(source, phenotypes, covariates=covariates, block_size=16, progress=False)
+    try:
+        scan = bedscan.start_pgen_scan(tmp_path / "simp", 16)
+        assert isinstance(scan, bedscan.PgenScan) and (scan.n_samples, scan.n_variants) == (157, 40)
+        assert scan.wait(timeout=60) == 0
+        assert scan.ready() == [0, 1, 2]
+        first = bedscan.scanned_block(tmp_path / "simp.pgen", np.arange(16))
+        expected_variant, expected_sample = np.nonzero(np.isnan(dosage[:, :16].T))
+        np.testing.assert_array_equal(first.missing_variant, expected_variant)
+        np.testing.assert_array_equal(first.missing_sample, expected_sample)
+        np.testing.assert_array_equal(first.hom_a1_all, (dosage[:, :16] == 2).sum(0))
+
+        scan = bedscan.start_pgen_scan(tmp_path / "simp", 16)
+        assert scan.wait(timeout=60) == 0
+        scanned = gwas_linear(source, phenotypes, covariates=covariates, block_size=16, progress=False)
+        assert not scan.ready()  # every block came from the scan
+    finally:
+        bedscan.stop_bed_scan()
+        source.close()
+    for name in reference:
+        pd.testing.assert_frame_equal(reference[name], scanned[name], check_exact=True)
+    # a .pgen that may store dosages is tested on them: no hard-call scan
+    dose = Path(__file__).parent / "data" / "gwas_dosage" / "dose"
+    assert PgenReader(dose).may_have_dosages
+    assert bedscan.start_pgen_scan(dose, 16) is None
 
 
 def test_background_bed_scan_matches_direct_decoding(tmp_path, monkeypatch):

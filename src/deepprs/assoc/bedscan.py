@@ -271,12 +271,8 @@ class BedScan:
             os.nice(10)  # background work: yield the cores to the foreground process
         except OSError:
             pass
-        fd = os.open(self.path, os.O_RDONLY)
-        rows = np.empty((self.block_size, self._bytes), dtype=np.uint8)
-        or_words = mask_words(padding_mask(self.n_samples))
-        width = -(-self._bytes // 8) * 8
-        padded = np.full((self.block_size, width), 0xFF, dtype=np.uint8)  # reused: no fresh pages
-        scratch = np.empty((self.block_size, width // 8), dtype=np.uint64)
+        kernel = self._block_kernel()
+
         def abandoned() -> bool:
             if os.getppid() != parent:  # the parent died: nobody will take or delete the results
                 import shutil
@@ -295,18 +291,33 @@ class BedScan:
             if number <= self._control[self._PASSED]:
                 continue  # the reader got there first and decodes this block itself
             stop = min(start + self.block_size, self.n_variants)
-            padded[: stop - start, : self._bytes] = read_rows(fd, start, rows[: stop - start])
-            words = padded[: stop - start].view("<u8")
-            missing_variant, missing_sample = missing_word_calls(words, dtype=np.int32, scratch=scratch)
+            missing_variant, missing_sample, hom = kernel(start, stop)
             per_variant = np.bincount(missing_variant, minlength=stop - start).astype(np.int32)
-            hom = hom_a1_word_counts(words, or_words, scratch=scratch).astype(np.int32)
             partial = self._dir / f"{number}.part"
             try:
-                _write_result(partial, [per_variant, hom, missing_sample])
+                _write_result(partial, [per_variant, hom.astype(np.int32), missing_sample.astype(np.int32)])
             except OSError:  # scratch space full: the reader decodes the remaining blocks itself
                 partial.unlink(missing_ok=True)
                 return
             os.rename(partial, self._result_path(number))
+
+    def _block_kernel(self):  # pragma: no cover - runs in the child
+        """``kernel(start, stop) -> (missing_variant, missing_sample, hom_a1_all)`` for the
+        variants ``start:stop`` (numpy kernels on the ``.bed`` bytes, into reused buffers)."""
+        fd = os.open(self.path, os.O_RDONLY)
+        rows = np.empty((self.block_size, self._bytes), dtype=np.uint8)
+        or_words = mask_words(padding_mask(self.n_samples))
+        width = -(-self._bytes // 8) * 8
+        padded = np.full((self.block_size, width), 0xFF, dtype=np.uint8)  # reused: no fresh pages
+        scratch = np.empty((self.block_size, width // 8), dtype=np.uint64)
+
+        def kernel(start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            padded[: stop - start, : self._bytes] = read_rows(fd, start, rows[: stop - start])
+            words = padded[: stop - start].view("<u8")
+            missing_variant, missing_sample = missing_word_calls(words, dtype=np.int32, scratch=scratch)
+            return missing_variant, missing_sample, hom_a1_word_counts(words, or_words, scratch=scratch)
+
+        return kernel
 
     # -- parent ------------------------------------------------------------------------------
     def take(self, bed_path: str | Path, block_index: np.ndarray) -> ScannedBlock | None:
@@ -373,6 +384,27 @@ class BedScan:
             with suppress(ChildProcessError):
                 self.wait()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class PgenScan(BedScan):
+    """:class:`BedScan` for a hard-call ``.pgen``: the child reads each block with pgenlib
+    (variant-major int8, missing = -9), lists the missing calls and counts the homozygous-ALT
+    (A1) calls, while the parent imports torch. The parent's readers still decode the dosages
+    themselves; they skip the missing-call search and the sums of squares."""
+
+    def _block_kernel(self):  # pragma: no cover - runs in the child
+        import pgenlib
+
+        reader = pgenlib.PgenReader(bytes(self.path), raw_sample_ct=self.n_samples, variant_ct=self.n_variants)
+        buffer = np.empty((self.block_size, self.n_samples), dtype=np.int8)
+
+        def kernel(start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            calls = buffer[: stop - start]
+            reader.read_range(start, stop, calls, sample_maj=0)
+            missing_variant, missing_sample = negative_int8(calls, dtype=np.int32)
+            return missing_variant, missing_sample, np.count_nonzero(calls == 2, axis=1)
+
+        return kernel
 
 
 # int8 dosages of one block of the linear GWAS: bounds its buffers (three blocks in flight, plus the
@@ -448,6 +480,38 @@ def start_bed_scan(prefix: str | Path, block_size: int) -> BedScan | None:
     return scan
 
 
+def start_pgen_scan(prefix: str | Path, block_size: int) -> PgenScan | None:
+    """:func:`start_bed_scan` for ``PREFIX.pgen`` (hard calls only: a .pgen that may store
+    dosages is tested on its dosages, read another way). Returns None, without raising, when the
+    file does not look like a .pgen pgenlib can read, or pgenlib is missing."""
+    prefix = Path(prefix)
+    if prefix.suffix == ".pgen":
+        prefix = prefix.with_suffix("")
+    pgen = Path(f"{prefix}.pgen")
+    try:
+        with open(pgen, "rb") as handle:
+            header = handle.read(12)
+    except OSError:
+        return None
+    # magic 6c 1b, storage mode 0x10/0x11 (variable-width records) with counts in bytes 3-10; the
+    # low nibble of byte 11 >= 4 means 8-bit record types, which may carry dosages
+    if len(header) < 12 or header[:2] != bytes([0x6C, 0x1B]) or header[2] not in (0x10, 0x11):
+        return None
+    if header[11] & 0x0F >= 4:
+        return None
+    n_variants, n_samples = int.from_bytes(header[3:7], "little"), int.from_bytes(header[7:11], "little")
+    if n_samples == 0 or n_variants == 0 or block_size < 1 or not sys.platform.startswith("linux"):
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("pgenlib") is None:
+        return None
+    stop_bed_scan()
+    scan = PgenScan(pgen, n_samples, n_variants, linear_block_size(block_size, n_samples))
+    _ACTIVE.append(scan)
+    return scan
+
+
 def preload_scipy() -> threading.Thread:
     """Import, in a background thread, the scipy modules the association step needs (pivoted QR
     of the covariates, sparse missing-call sums, Student t P-values: ~0.2 s for a first scipy
@@ -475,5 +539,6 @@ def stop_bed_scan() -> None:
 
 
 def scanned_block(bed_path: str | Path, block_index: np.ndarray) -> ScannedBlock | None:
-    """Results of the active scan for these variants, or None (no scan, or not covered)."""
+    """Results of the active scan (``.bed`` or ``.pgen``) for these variants, or None (no scan,
+    or not covered)."""
     return _ACTIVE[0].take(bed_path, block_index) if _ACTIVE else None

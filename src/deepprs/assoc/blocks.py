@@ -289,11 +289,17 @@ def read_dosage_block(
         dosage = torch.from_numpy(values)
     else:
         packed = words = buffer = hom_a1_all = None
+        scanned = None
         if hasattr(source, "read_variant_major_i8"):  # .pgen: pgenlib's own variant-major layout
             raw = source.read_variant_major_i8(block_index)  # (b, n), negative = missing
+            scanned = scanned_block(source.path, block_index)  # a start-up scan of the .pgen, if one ran
         else:
             raw = np.ascontiguousarray(source.read(None, block_index, dtype=np.int8, missing="raw").T)
-        missing_variant, missing_sample = negative_int8(raw)
+        if scanned is not None:
+            hom_a1_all = scanned.hom_a1_all
+            missing_variant, missing_sample = scanned.missing_variant, scanned.missing_sample
+        else:
+            missing_variant, missing_sample = negative_int8(raw)
         raw[missing_variant, missing_sample] = 0  # (faster than np.maximum over the whole block)
         dosage = torch.from_numpy(raw)
     return DosageBlock(

@@ -177,7 +177,8 @@ def _prepare_block(block: DosageBlock, contexts: list[_LinearContext], *, produc
         if not products:
             out.append(_Prepared(sums))
             continue
-        squares = None if block.packed is not None else squared_products(block.dosage, ctx.weight_digits)[:, 0]
+        counted = block.packed is not None or (block.hom_a1_all is not None and ctx.all_samples_used)
+        squares = None if counted else squared_products(block.dosage, ctx.weight_digits)[:, 0]
         out.append(_Prepared(sums, exact_products(block.dosage, ctx.products), squares))
     return out
 
@@ -332,14 +333,13 @@ def _linear_statistics(
     corr = torch.from_numpy(sums[0]).to(device)
     dosage_sum = products[:, 0]
     n_missing = corr[:, 0]
-    if block.packed is not None and ctx.or_mask is not None:
-        # sum of squared dosages = sum of dosages + 2 x (homozygous A1 calls), counted from the bytes
-        if block.hom_a1_all is not None and ctx.all_samples_used:
-            counts = block.hom_a1_all
-        else:
-            words = block.words if block.words is not None else as_words(block.packed)
-            counts = hom_a1_word_counts(words, ctx.or_words)
-        hom_a1 = torch.from_numpy(counts.astype(np.float64)).to(device)
+    # hard calls: sum of squared dosages = sum of dosages + 2 x (homozygous A1 calls), with the
+    # counts from a start-up scan (every sample used) or from the .bed bytes
+    if block.hom_a1_all is not None and ctx.all_samples_used:
+        g_g = dosage_sum + 2.0 * torch.from_numpy(block.hom_a1_all.astype(np.float64)).to(device)
+    elif block.packed is not None and ctx.or_mask is not None:
+        words = block.words if block.words is not None else as_words(block.packed)
+        hom_a1 = torch.from_numpy(hom_a1_word_counts(words, ctx.or_words).astype(np.float64)).to(device)
         g_g = dosage_sum + 2.0 * hom_a1
     elif squares is not None:
         g_g = squares.to(device)

@@ -90,18 +90,27 @@ def register(app: typer.Typer) -> None:
         import gc
         import time
 
-        from deepprs.assoc.bedscan import preload_scipy, process_age, start_bed_scan, stop_bed_scan
+        from deepprs.assoc.bedscan import (
+            preload_scipy,
+            process_age,
+            start_bed_scan,
+            start_pgen_scan,
+            stop_bed_scan,
+        )
 
         imports_start = time.perf_counter()
 
-        # Start reading the .bed (missing calls, homozygous-A1 counts; numpy only) in a background
+        # Start reading the .bed / .pgen (missing calls, homozygous-A1 counts; numpy only) in a background
         # process before the imports below, which take 1.3-2 s (torch alone 1-1.5 s) on one core.
         # (not with --cvblup-covar: its per-chromosome blocks do not follow the scan's block grid;
         # not with --threads 1: the scan takes a second core; not with variant filters: the tested
         # blocks would not follow its grid either)
         filtered = any(value is not None for value in (extract, exclude, chromosomes, maf, geno, hwe))
-        if bfile and not pfile and not bgen and not cvblup_covar and threads != 1 and not filtered:
-            start_bed_scan(bfile, block_size)
+        if not cvblup_covar and threads != 1 and not filtered and not bgen and bool(bfile) != bool(pfile):
+            if bfile:
+                start_bed_scan(bfile, block_size)
+            else:
+                start_pgen_scan(pfile, block_size)
         from deepprs.assoc.gwas import run_gwas
         from deepprs.assoc.loco import read_cvblup_loco
         from deepprs.errors import InputError
