@@ -290,3 +290,35 @@ def test_bim_reader_paths_agree_and_keep_na_like_ids(tmp_path):
     assert fast["a1"].tolist() == [row.split()[4] for row in rows]
     assert fast["ref"].tolist() == [row.split()[5] for row in rows]
     assert fast["pos"].tolist() == [int(row.split()[3]) for row in rows]
+
+
+@pytest.mark.parametrize("extra_columns", [False, True])
+def test_pvar_reader_paths_agree(tmp_path, monkeypatch, extra_columns):
+    """The fast .pvar path (used columns only, integer positions from the C reader) and the
+    validating path give the same table, with or without QUAL/FILTER/INFO/CM columns; the
+    validating path still reports malformed files."""
+    from deepprs.io import pgen as pgen_module
+
+    header = "#CHROM\tPOS\tID\tREF\tALT" + ("\tQUAL\tFILTER\tINFO\tCM" if extra_columns else "")
+    rows = []
+    for j in range(50):
+        fields = ["17", str(1000 + j), "NA" if j == 3 else f"rs{j}", "A", "nan" if j == 4 else "G"]
+        if extra_columns:
+            fields += [".", "PASS", f"AF={j / 100:.2f};R2=0.9", str(j * 0.25)]
+        rows.append("\t".join(fields))
+    path = tmp_path / "x.pvar"
+    path.write_text("##fileformat=PVARv1.0\n" + header + "\n" + "\n".join(rows) + "\n")
+    fast = pgen_module.read_pvar(path)
+    monkeypatch.setattr(pgen_module, "_read_pvar_fast", lambda *args: None)
+    slow = pgen_module.read_pvar(path)
+    pd.testing.assert_frame_equal(fast, slow)
+    assert fast.loc[3, "id"] == "NA" and fast.loc[4, "alt"] == "nan" and fast["pos"].dtype == np.int64
+    assert fast.loc[10, "cm"] == (2.5 if extra_columns else 0.0)
+    monkeypatch.undo()
+    for bad, message in ((rows[7].replace("1007", "10.5"), "not an integer"), (rows[7] + "\tEXTRA", "columns"),
+                         (rows[7].replace("\tG", "\tG,T", 1), "multi-allelic")):
+        broken = rows.copy()
+        broken[7] = bad
+        path.write_text(header + "\n" + "\n".join(broken) + "\n")
+        with pytest.raises(InputError, match=message):
+            pgen_module.read_pvar(path)
