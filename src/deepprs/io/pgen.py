@@ -192,22 +192,29 @@ def read_psam(path: str | Path) -> pd.DataFrame:
     upper = [name.upper() for name in names]
     if upper[:2] != ["FID", "IID"] and upper[:1] != ["IID"]:
         raise InputError(f"{path}: the header must start with '#FID IID' or '#IID'; found {header[:40]!r}")
-    records = []
-    with open(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if number <= skipped + 1 or not line.strip():
-                continue
-            fields = line.split()
-            if len(fields) != len(names):
-                raise InputError(f"{path} line {number}: expected {len(names)} columns ({' '.join(names)}), "
-                                 f"found {len(fields)}")
-            records.append(fields)
-    if not records:
+    try:  # one C-parser pass; IDs such as "NA" stay text
+        table = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, skiprows=skipped + 1, engine="c",
+                            na_filter=False, skip_blank_lines=True)
+    except pd.errors.EmptyDataError:
+        table = pd.DataFrame()
+    except pd.errors.ParserError as exc:  # a row with more fields than the first one
+        found = re.search(r"line (\d+), saw (\d+)", str(exc))
+        where = f" line {found.group(1)}" if found else ""   # pandas counts the skipped lines too
+        count = f", found {found.group(2)}" if found else ""
+        raise InputError(f"{path}{where}: expected {len(names)} columns ({' '.join(names)}){count}") from exc
+    if table.empty:
         raise InputError(f"{path} has no samples")
-    table = pd.DataFrame(records, columns=upper)
+    short = (table == "").any(axis=1).to_numpy()
+    if table.shape[1] != len(names) or short.any():
+        row = int(short.argmax()) if short.any() else 0
+        found = int((table.iloc[row] != "").sum())
+        raise InputError(f"{path} line {skipped + 2 + row}: expected {len(names)} columns ({' '.join(names)}), "
+                         f"found {found}")
+    table.columns = upper
     n = len(table)
     iid = table["IID"].to_numpy()
-    sex = table["SEX"].map(lambda value: _SEX_CODES.get(value, 0)) if "SEX" in table else pd.Series([0] * n)
+    sex = (table["SEX"].map(_SEX_CODES).fillna(0).astype(int) if "SEX" in table
+           else pd.Series(np.zeros(n, dtype=int)))
     samples = pd.DataFrame({
         "fid": table["FID"].to_numpy() if "FID" in table else np.full(n, ABSENT_FID, dtype=object),
         "iid": iid,
