@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from deepprs.assoc.output import read_glm
@@ -64,5 +65,51 @@ def test_chromosome_lists():
     assert parse_chromosomes("1-3,X, chr22,23,MT") == {"1", "2", "3", "X", "22", "MT"}
     with pytest.raises(InputError, match="backwards"):
         parse_chromosomes("5-2")
+    with pytest.raises(InputError, match="ranges must be numeric"):
+        parse_chromosomes("X-Y")
     with open_genotypes(DATA / "sim") as source, pytest.raises(InputError, match="no variants left"):
         VariantFilter(chromosomes="3").apply(source, np.arange(source.n_samples))
+
+
+def _compare_with_plink2(statistics, variant_ids, prefix: Path) -> None:
+    freq = pd.read_csv(f"{prefix}.afreq", sep="\t")
+    missing = pd.read_csv(f"{prefix}.vmiss", sep="\t")
+    hardy = pd.read_csv(f"{prefix}.hardy", sep="\t")
+    assert freq["ID"].tolist() == list(variant_ids) == missing["ID"].tolist()
+    np.testing.assert_allclose(statistics["A1_FREQ"], freq["ALT_FREQS"], atol=1e-6)
+    np.testing.assert_allclose(statistics["MISSING_RATE"], missing["F_MISS"], atol=1e-6)
+    tested = pd.Series(statistics["HWE_P"].to_numpy(), index=list(variant_ids)).dropna()
+    assert tested.index.tolist() == hardy["ID"].tolist()               # the same variants get a test
+    np.testing.assert_allclose(np.log10(tested.to_numpy()), np.log10(hardy["P"].to_numpy()), atol=1e-5)
+
+
+def test_filter_statistics_match_plink2_on_sex_chromosomes_and_pedigrees(tmp_path):
+    """Founders only for --maf / --hwe, chrX males counted once and unknown sex as female, chrY males
+    only (frequency and missing rate), no HWE test on chrX / chrY / chrM: plink2's --freq / --missing /
+    --hardy on the same files."""
+    import shutil
+
+    from deepprs.qc.filters import filter_statistics
+
+    sexchr = Path(__file__).parent / "data" / "gwas_sexchr"
+    for suffix, name in ((".bed", "sexchr.bed"), (".bim", "letters.bim"), (".fam", "pedigree.fam")):
+        shutil.copy(sexchr / name, tmp_path / f"ped{suffix}")
+    with open_genotypes(tmp_path / "ped") as source:
+        assert (source.sample_table["father"] != "0").sum() == 60 and set(source.sample_table["sex"]) == {0, 1, 2}
+        statistics = filter_statistics(source, np.arange(source.n_samples), np.arange(source.n_variants))
+        _compare_with_plink2(statistics, source.variant_table["id"], sexchr / "plink2_pedigree")
+        # the rules matter here: all samples, diploid everywhere, give other numbers
+        assert np.abs(np.nanmean(source.read(dtype=np.float64), axis=0) / 2 - statistics["A1_FREQ"]).max() > 0.01
+
+
+def test_filter_statistics_match_plink2_on_dosages():
+    """Dosage .pgen: frequencies from the dosages, missing calls and HWE from hard calls at plink2's
+    0.1 hard-call threshold (its --freq / --missing / --hardy)."""
+    from deepprs.qc.filters import filter_statistics
+
+    dose = Path(__file__).parent / "data" / "gwas_dosage"
+    with open_genotypes(dose / "dose", file_format="pgen") as source:
+        assert source.may_have_dosages
+        statistics = filter_statistics(source, np.arange(source.n_samples), np.arange(source.n_variants))
+        _compare_with_plink2(statistics, source.variant_table["id"], dose / "plink2_pgen")
+        assert (statistics["MISSING_RATE"] > 0.2).any()                  # uncertain dosages count as missing

@@ -122,11 +122,11 @@ def test_sex_chromosome_rules_against_statsmodels(tmp_path):
 
 def test_chromosome_codes():
     codes = np.array(["1", "chr2", "X", "chrX", "23", "x", "Y", "24", "XY", "25", "chrXY", "MT", "M", "chrM", "26",
-                      "6_ssto_hap7"])
+                      "6_ssto_hap7", "01", "023", "chr09", "0"])
     assert plink_chromosome(codes).tolist() == ["1", "2", "X", "X", "X", "X", "Y", "Y", "XY", "XY", "XY", "MT", "MT",
-                                                "MT", "MT", "6_ssto_hap7"]
+                                                "MT", "MT", "6_ssto_hap7", "1", "X", "9", "0"]
     assert chromosome_class(codes).tolist() == ["", "", "X", "X", "X", "X", "Y", "Y", "", "", "", "MT", "MT", "MT",
-                                                "MT", ""]
+                                                "MT", "", "", "X", "", ""]
 
 
 def test_chry_without_males_is_skipped_with_a_warning(tmp_path):
@@ -140,3 +140,9 @@ def test_chry_without_males_is_skipped_with_a_warning(tmp_path):
                             progress=False)["Q"]
     assert any("skipping 8 chrY variant(s): no sample is male" in str(w.message) for w in caught)
     assert "Y" not in set(table["CHROM"].astype(str)) and len(table) == 40
+    # nothing but chrY and no male: an error, as plink2's "No variants remaining", not an empty file
+    from deepprs.errors import InputError
+
+    with pytest.raises(InputError, match="all 8 are on chrY and no sample is male"):
+        gwas_linear(cohort.genotypes, cohort.phenotypes, sample_index=cohort.sample_index, progress=False,
+                    variant_index=np.flatnonzero(cohort.genotypes.variant_table["chrom"].to_numpy() == "Y"))

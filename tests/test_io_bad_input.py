@@ -322,3 +322,23 @@ def test_pvar_reader_paths_agree(tmp_path, monkeypatch, extra_columns):
         path.write_text(header + "\n" + "\n".join(broken) + "\n")
         with pytest.raises(InputError, match=message):
             pgen_module.read_pvar(path)
+
+
+def test_quote_characters_are_text_in_every_table(tmp_path):
+    """plink2 reads a double quote as an ordinary character; so must every whitespace table (a C
+    parser with default quoting would swallow tabs and newlines up to the next quote)."""
+    from deepprs.io.bed import read_bim
+    from deepprs.io.pgen import read_psam, read_pvar
+    from deepprs.io.tables import read_phenotypes
+
+    (tmp_path / "q.psam").write_text('#FID\tIID\tSEX\nF1\t"I1\t1\nF2\tI2"\t2\nF3\tI3\t1\n')
+    psam = read_psam(tmp_path / "q.psam")
+    assert psam["iid"].tolist() == ['"I1', 'I2"', "I3"] and psam["sex"].tolist() == [1, 2, 1]
+    (tmp_path / "q.bim").write_text('1\t"rs1\t0\t10\tA\tG\n1\trs2"\t0\t11\tC\tT\n1\trs3\t0\t12\tG\tA\n')
+    assert read_bim(tmp_path / "q.bim")["id"].tolist() == ['"rs1', 'rs2"', "rs3"]
+    (tmp_path / "q.pvar").write_text('#CHROM\tPOS\tID\tREF\tALT\n'
+                                     '1\t10\t"rs1\tA\tG\n1\t11\trs2"\tC\tT\n1\t12\trs3\tG\tA\n')
+    assert read_pvar(tmp_path / "q.pvar")["id"].tolist() == ['"rs1', 'rs2"', "rs3"]
+    (tmp_path / "q.pheno").write_text('FID\tIID\tY\nF1\t"I1\t1.5\nF2\tI2"\t2.5\nF3\tI3\t3.5\n')
+    phenotypes = read_phenotypes(tmp_path / "q.pheno")
+    assert len(phenotypes) == 3 and phenotypes["Y"].tolist() == [1.5, 2.5, 3.5]

@@ -300,3 +300,21 @@ def test_standard_zlib_and_small_reads_give_the_same_dosages(tmp_path, monkeypat
     with BgenReader(path) as reader:
         np.testing.assert_array_equal(reader.read(dtype=np.float64), default)
     assert_dosage(default, truth.T)
+
+
+def test_sample_file_sex_codes_and_encoding(tmp_path):
+    """plink2 accepts sex 0/1/2/NA in a .sample file and stops on other codes; so do we (the sex
+    decides the chrX/chrY rules of a GWAS). A file that is not text is an InputError too."""
+    path, _ = write(tmp_path, name="cohort")
+    ids = [f"I{i}" for i in range(N_SAMPLES)]
+    sex = (["1", "2", "0", "NA"] * N_SAMPLES)[:N_SAMPLES]
+    write_sample_file(tmp_path / "cohort.sample", ids, ids, sex=sex)
+    with BgenReader(path) as reader:
+        assert reader.sample_table["sex"].tolist() == [{"1": 1, "2": 2}.get(code, 0) for code in sex]
+    for bad in ("M", "-9", "3"):
+        write_sample_file(tmp_path / "cohort.sample", ids, ids, sex=[bad] + sex[1:])
+        with pytest.raises(InputError, match=f"line 3: invalid sex code '{bad}'"):
+            BgenReader(path)
+    (tmp_path / "cohort.sample").write_bytes(b"ID_1 ID_2 missing sex\n0 0 0 D\n\xff\xfe 1 0 1\n")
+    with pytest.raises(InputError, match="not a text .sample file"):
+        BgenReader(path)

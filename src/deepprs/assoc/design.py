@@ -30,13 +30,15 @@ _PLINK_CODES = {"23": "X", "24": "Y", "25": "XY", "26": "MT", "M": "MT"}
 
 
 def plink_chromosome(codes: np.ndarray | pd.Series) -> np.ndarray:
-    """plink2's output chromosome codes: a ``chr`` prefix dropped, 23/24/25/26 and M written as
-    X/Y/XY/MT (as plink2 prints a .bim's codes), other codes unchanged."""
+    """plink2's output chromosome codes: a ``chr`` prefix and leading zeros dropped (UK Biobank's
+    BGENs write 01, 02, ...), 23/24/25/26 and M written as X/Y/XY/MT (as plink2 prints them),
+    other codes unchanged."""
     codes = np.asarray(codes).astype(str)
     unique, inverse = np.unique(codes, return_inverse=True)
     mapped = []
     for code in unique:
         bare = code[3:] if code[:3].lower() == "chr" else code
+        bare = (bare.lstrip("0") or "0") if bare.isdigit() else bare
         bare = bare.upper() if bare.upper() in ("X", "Y", "XY", "MT", "M") else bare
         mapped.append(_PLINK_CODES.get(bare, bare))
     return np.asarray(mapped, dtype=object)[inverse.reshape(-1)]
@@ -185,8 +187,9 @@ def build_design(
         if sex_chromosome == CHR_Y:
             used &= male
             if not used.any():
-                raise InputError(f"phenotype(s) {', '.join(pheno_names)}: no male sample, so chrY variants cannot "
-                                 "be tested (plink2 skips them); drop them from the input")
+                raise InputError(f"phenotype(s) {', '.join(pheno_names)}: no male sample has the phenotype and "
+                                 "covariates, so chrY variants cannot be tested (plink2 stops too); leave them out "
+                                 "(--chr / --exclude) or test this phenotype on its own")
         elif (used & male).any() and (used & female).any():
             used &= male | female
             sex_column = np.where(male, 1.0, 2.0)[:, None]
@@ -263,6 +266,9 @@ def testable_variants(variant_table: pd.DataFrame, variant_index: np.ndarray, se
     chrom_class = chromosome_class(variant_table["chrom"].to_numpy()[variant_index])
     on_y = chrom_class == CHR_Y
     if on_y.any() and not (np.asarray(sex) == 1).any():
+        if on_y.all():
+            raise InputError(f"no variants left to test: all {len(variant_index)} are on chrY and no sample is male "
+                             "(sex from the .fam/.psam/.sample)")
         warn(f"skipping {int(on_y.sum())} chrY variant(s): no sample is male (sex from the .fam/.psam/.sample)")
         return variant_index[~on_y]
     return variant_index

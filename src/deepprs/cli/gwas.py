@@ -85,7 +85,9 @@ def register(app: typer.Typer) -> None:
 
         Binary traits (all values 1/2: 1 = control, 2 = case; or 0/1: 0 = control) get logistic
         regression with Firth fallback; others linear regression. A1 is the counted allele (.bim
-        column 5 / ALT).
+        column 5 / ALT; BGEN: the second allele). Sex chromosomes as plink2: chrX gets a SEX
+        covariate (unknown sex dropped when both sexes are present), chrY is tested in males only,
+        chrY/chrM count haploid copies.
         """
         import gc
         import time

@@ -8,6 +8,7 @@ Two-bit codes: ``00`` homozygous first .bim allele (A1), ``01`` missing, ``10`` 
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 from pathlib import Path
@@ -173,7 +174,8 @@ def _read_bim_fast(path: Path) -> pd.DataFrame | None:
     columns kept as pandas strings (no object round trip: ~3x faster at 100,000 variants). None
     when the file needs the validating path (ragged rows, missing fields, non-integer positions)."""
     try:
-        table = pd.read_csv(path, sep=r"\s+", header=None, dtype=_BIM_DTYPES, engine="c", na_filter=False)
+        table = pd.read_csv(path, sep=r"\s+", header=None, dtype=_BIM_DTYPES, engine="c", na_filter=False,
+                            quoting=csv.QUOTE_NONE)
     except (ValueError, TypeError, pd.errors.ParserError):  # EmptyDataError propagates
         return None
     if table.shape[1] != 6 or any((table[column] == "").any() for column in (0, 1, 2, 4, 5)):
@@ -191,7 +193,8 @@ def read_bim(path: str | Path) -> pd.DataFrame:
         if fast is not None:
             return fast
         # IDs such as "NA" or "nan" are IDs, not missing values
-        table = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, engine="c", keep_default_na=False)
+        table = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, engine="c", keep_default_na=False,
+                            quoting=csv.QUOTE_NONE)
     except pd.errors.EmptyDataError as exc:
         raise InputError(f"{path} has no variants") from exc
     except pd.errors.ParserError as exc:  # a row with more fields than the first one

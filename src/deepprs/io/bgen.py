@@ -62,7 +62,11 @@ _PLOIDY_MASK = 0x3F
 def read_sample_file(path: str | Path) -> pd.DataFrame:
     """Read an Oxford ``.sample`` file into the sample table (``fid iid father mother sex``)."""
     path = Path(path)
-    lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not a text .sample file (byte {exc.start} is not UTF-8)") from None
+    lines = [line.split() for line in text.splitlines() if line.strip()]
     if len(lines) < 3:
         raise InputError(f"{path}: a .sample file needs a header line, a type line and at least one sample")
     header = [name.upper() for name in lines[0]]
@@ -74,8 +78,16 @@ def read_sample_file(path: str | Path) -> pd.DataFrame:
         raise InputError(f"{path} line {short[0]}: expected {len(header)} columns ({' '.join(lines[0])})")
     table = pd.DataFrame(rows, columns=header)
     n = len(table)
-    sex = (pd.to_numeric(table["SEX"], errors="coerce").fillna(0).astype(int)
-           if "SEX" in table else pd.Series(np.zeros(n, dtype=int)))
+    if "SEX" in table:  # plink2 accepts 0, 1, 2 and NA, and stops on anything else
+        codes = table["SEX"].to_numpy()
+        invalid = ~np.isin(codes, ["0", "1", "2", "NA"])
+        if invalid.any():
+            first = int(invalid.argmax())
+            raise InputError(f"{path} line {first + 3}: invalid sex code {codes[first]!r} (use 1 = male, 2 = female, "
+                             "0 or NA = unknown)")
+        sex = np.where(codes == "1", 1, np.where(codes == "2", 2, 0))
+    else:
+        sex = np.zeros(n, dtype=int)
     return pd.DataFrame({
         "fid": table["ID_1"].to_numpy(), "iid": table["ID_2"].to_numpy(),
         "father": np.full(n, "0", dtype=object), "mother": np.full(n, "0", dtype=object),

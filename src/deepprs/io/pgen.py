@@ -14,6 +14,7 @@ header-less ``.psam`` is read as a ``.fam``.
 
 from __future__ import annotations
 
+import csv
 import re
 import threading
 from pathlib import Path
@@ -95,6 +96,7 @@ def _read_pvar_fast(path: Path, names: list[str], skiprows: int) -> pd.DataFrame
     dtypes = {index: (np.int64 if name == "POS" else str) for index, name in enumerate(names)}
     try:
         table = pd.read_csv(path, sep=r"\s+", header=None, dtype=dtypes, skiprows=skiprows, engine="c",
+                            quoting=csv.QUOTE_NONE,
                             na_filter=False)
     except (ValueError, TypeError, pd.errors.ParserError):  # EmptyDataError propagates
         return None
@@ -139,6 +141,7 @@ def read_pvar(path: str | Path) -> pd.DataFrame:
             if fast is not None:
                 return fast
         table = pd.read_csv(path, sep=r"\s+", header=None, names=None, dtype=str, skiprows=skiprows,
+                            quoting=csv.QUOTE_NONE,
                             engine="c", keep_default_na=False, na_filter=False)
     except pd.errors.EmptyDataError as exc:
         raise InputError(f"{path} has no variants") from exc
@@ -194,6 +197,7 @@ def read_psam(path: str | Path) -> pd.DataFrame:
         raise InputError(f"{path}: the header must start with '#FID IID' or '#IID'; found {header[:40]!r}")
     try:  # one C-parser pass; IDs such as "NA" stay text
         table = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, skiprows=skipped + 1, engine="c",
+                            quoting=csv.QUOTE_NONE,
                             na_filter=False, skip_blank_lines=True)
     except pd.errors.EmptyDataError:
         table = pd.DataFrame()

@@ -11,6 +11,7 @@ first level dropped; non-numeric phenotype values are an error.
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def _read_raw(path: str | Path, what: str) -> pd.DataFrame:
     if not path.exists():
         raise InputError(f"{what} file {path} does not exist")
     try:
-        table = pd.read_csv(path, sep=r"\s+", dtype=str, keep_default_na=False, engine="c")
+        table = pd.read_csv(path, sep=r"\s+", quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False, engine="c")
     except pd.errors.EmptyDataError as exc:
         raise InputError(f"{what} file {path} is empty") from exc
     except pd.errors.ParserError as exc:

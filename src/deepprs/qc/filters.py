@@ -19,7 +19,7 @@ import pandas as pd
 from deepprs.errors import InputError
 from deepprs.io.genotypes import GenotypeSource
 from deepprs.qc.prune import ld_prune
-from deepprs.qc.stats import genotype_counts, variant_stats
+from deepprs.qc.stats import genotype_counts, hwe_exact_pvalues, variant_stats
 from deepprs.utils.runlog import atomic_output
 
 VARIANT_REPORT_COLUMNS = ["ID", "CHROM", "POS", "A1", "A1_FREQ", "MISSING_RATE", "HWE_P", "PASS", "REASON"]
@@ -264,7 +264,10 @@ def parse_chromosomes(spec: str) -> set[str]:
         if not part:
             continue
         low, sep, high = part.partition("-")
-        if sep and low.strip().isdigit() and high.strip().isdigit():
+        if sep and not (low.strip().isdigit() and high.strip().isdigit()):
+            raise InputError(f"--chr {spec}: ranges must be numeric (e.g. 1-22); list other codes one by one "
+                             "(e.g. 1-22,X,Y)")
+        if sep:
             if int(low) > int(high):
                 raise InputError(f"--chr {spec}: range {part} runs backwards")
             codes.extend(str(code) for code in range(int(low), int(high) + 1))
@@ -275,13 +278,86 @@ def parse_chromosomes(spec: str) -> set[str]:
     return set(plink_chromosome(np.array(codes)).tolist())
 
 
+HARD_CALL_THRESHOLD = 0.1  # plink2's --hard-call-threshold default
+
+
+def filter_statistics(genotypes: GenotypeSource, samples: np.ndarray, variants: np.ndarray,
+                      block_size: int = 4096) -> pd.DataFrame:
+    """The per-variant statistics plink2's ``--geno``, ``--maf`` and ``--hwe`` use, computed as plink2
+    2.00 does (checked against its ``--missing``, ``--freq`` and ``--hardy`` outputs).
+
+    - ``MISSING_RATE`` over ``samples`` (chrY: their males only).
+    - ``A1_FREQ`` over the founders among ``samples`` (no father or mother ID), from dosages: chrX
+      counts a male's call as one allele (dosage / 2) and samples of unknown sex as female; chrY uses
+      the males only; other chromosomes are diploid.
+    - ``HWE_P``: exact test over the founders' hard calls, autosomes and XY only (NaN on chrY and chrM,
+      which plink2 does not test, and on chrX, where plink2's test including males is not
+      implemented here).
+
+    Dosage data (BGEN, dosage .pgen) give hard calls as plink2 does: a dosage within 0.1 of 0, 1 or 2
+    is that call, else the call is missing (``--geno``, ``--hwe``); frequencies use the dosages.
+
+    Returns
+    -------
+    DataFrame with columns ``MISSING_RATE A1_FREQ HWE_P``, one row per entry of ``variants``
+    """
+    from deepprs.assoc.design import CHR_X, CHR_Y, chromosome_class
+
+    table = genotypes.sample_table.iloc[samples]
+    sex = (pd.to_numeric(table["sex"], errors="coerce").fillna(0).to_numpy() if "sex" in table
+           else np.zeros(len(samples)))
+    male = sex == 1
+    founder = np.ones(len(samples), dtype=bool)
+    for parent in ("father", "mother"):
+        if parent in table:
+            founder &= (table[parent].astype(str) == "0").to_numpy()
+    founder_male = male[founder]
+    classes = chromosome_class(genotypes.variant_table["chrom"].to_numpy()[variants])
+    dosage_data = bool(getattr(genotypes, "may_have_dosages", False))
+    missing_rate, a1_freq, hwe_p = (np.full(len(variants), np.nan) for _ in range(3))
+    start = 0
+    for block in genotypes.iter_blocks(block_size, samples=samples, variants=variants, dtype=np.float64,
+                                       missing="nan"):
+        dosage = block.dosage                                               # (n, b)
+        stop = start + dosage.shape[1]
+        kind = classes[start:stop]
+        hard = dosage
+        if dosage_data:
+            nearest = np.rint(dosage)
+            hard = np.where(np.abs(dosage - nearest) <= HARD_CALL_THRESHOLD, nearest, np.nan)
+        called = ~np.isnan(hard)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rate = 1.0 - called.mean(axis=0)
+            if male.any():
+                rate = np.where(kind == CHR_Y, 1.0 - called[male].mean(axis=0), rate)
+            missing_rate[start:stop] = rate
+            values = dosage[founder]
+            observed = ~np.isnan(values)
+            total, count = np.nansum(values, axis=0), observed.sum(axis=0)
+            male_total = np.nansum(values[founder_male], axis=0)
+            male_count = observed[founder_male].sum(axis=0)
+            frequency = total / (2 * count)
+            x_frequency = (total - male_total / 2) / (2 * (count - male_count) + male_count)
+            y_frequency = male_total / (2 * male_count)
+            a1_freq[start:stop] = np.where(kind == CHR_X, x_frequency,
+                                           np.where(kind == CHR_Y, y_frequency, frequency))
+        diploid = kind == ""
+        if diploid.any():
+            calls = hard[founder][:, diploid]
+            hwe_p[start:stop][diploid] = hwe_exact_pvalues((calls == 2).sum(0), (calls == 1).sum(0),
+                                                           (calls == 0).sum(0))
+        start = stop
+    return pd.DataFrame({"MISSING_RATE": missing_rate, "A1_FREQ": a1_freq, "HWE_P": hwe_p})
+
+
 @dataclass
 class VariantFilter:
     """plink2's variant filters of an analysis run (``--extract --exclude --chr --maf --geno --hwe``).
 
-    ``--maf``, ``--geno`` and ``--hwe`` are computed over the samples given to :meth:`apply` (plink2
-    uses every sample left after ``--keep``/``--remove``, phenotyped or not), treating every
-    chromosome as diploid (plink2 counts male chrX calls once; results can differ there).
+    ``--maf``, ``--geno`` and ``--hwe`` use :func:`filter_statistics` over the samples given to
+    :meth:`apply` (plink2 uses every sample left after ``--keep``/``--remove``, phenotyped or not;
+    the founders among them for ``--maf`` and ``--hwe``). ``--hwe`` leaves chrX, chrY and chrM
+    variants in (plink2 does not test chrY/chrM; its chrX test is not implemented here).
     """
 
     extract: str | Path | None = None
@@ -298,9 +374,9 @@ class VariantFilter:
 
     def apply(self, genotypes: GenotypeSource, samples: np.ndarray,
               block_size: int = 4096) -> tuple[np.ndarray, dict[str, int]]:
-        """Positions of the variants that pass, and how many each filter removed (in that order:
+        """Positions of the variants that pass, and how many each filter removed (in plink2's order:
         a variant counts under the first filter it fails)."""
-        from deepprs.assoc.design import plink_chromosome
+        from deepprs.assoc.design import CHR_X, chromosome_class, plink_chromosome, warn
 
         _check_threshold(self.maf, "--maf", 0.5)
         _check_threshold(self.geno, "--geno")
@@ -314,13 +390,17 @@ class VariantFilter:
             removed["chr"] = int((~on).sum())
             index = index[on]
         if len(index) and any(value is not None for value in (self.maf, self.geno, self.hwe)):
-            stats = variant_stats(genotypes, samples=samples, variants=index, block_size=block_size)
+            stats = filter_statistics(genotypes, samples, index, block_size=block_size)
             fail = np.zeros(len(index), dtype=bool)
             if self.geno is not None:
                 mask = stats["MISSING_RATE"].to_numpy() > self.geno
                 removed["geno"] = int(mask.sum())
                 fail |= mask
             if self.hwe is not None:
+                on_x = chromosome_class(genotypes.variant_table["chrom"].to_numpy()[index]) == CHR_X
+                if on_x.any():
+                    warn(f"--hwe: {int(on_x.sum())} chrX variant(s) not tested (plink2's chrX exact test, which "
+                         "includes males, is not implemented); they are kept")
                 mask = ~fail & (stats["HWE_P"].to_numpy() < self.hwe)
                 removed["hwe"] = int(mask.sum())
                 fail |= mask

@@ -44,3 +44,6 @@ subprocess.run(["plink2", "--pfile", "dose", "--export", "bgen-1.2", "bits=16", 
                check=True, stdout=subprocess.DEVNULL)
 subprocess.run(["plink2", "--bgen", "dose.bgen", "ref-first", "--sample", "dose.sample", *common,
                 "--out", "plink2_bgen"], check=True, stdout=subprocess.DEVNULL)
+# the statistics behind --geno / --maf / --hwe on dosage data (tests of deepprs.qc.filters.filter_statistics)
+subprocess.run(["plink2", "--pfile", "dose", "--freq", "--missing", "variant-only", "--hardy", "--out", "plink2_pgen"],
+               check=True, stdout=subprocess.DEVNULL)

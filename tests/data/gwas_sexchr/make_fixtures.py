@@ -50,6 +50,14 @@ for name, values in sexes.items():
     with open(f"{name}.fam", "w") as handle:
         handle.write("".join(f"F{i}\tI{i}\t0\t0\t{values[i]}\t-9\n" for i in range(n)))
 
+# pedigree.fam: mixed.fam with parents listed for some samples (non-founders, left out of plink2's
+# frequencies and HWE tests)
+with open("pedigree.fam", "w") as handle:
+    for i in range(n):
+        father = f"F{i + 2}" if i % 4 == 0 else "0"
+        mother = f"M{i + 1}" if i % 7 == 2 else "0"
+        handle.write(f"F{i}\tI{i}\t{father}\t{mother}\t{sexes['mixed'][i]}\t-9\n")
+
 covariates = rng.normal(size=(n, 2))
 dosage = np.where(missing, np.nan, genotypes).T
 effects = np.zeros(m)
@@ -81,4 +89,8 @@ for out, bim, fam, pheno, with_covar in RUNS:
          "--threads", "1", "--out", f"plink2_{out}"],
         check=True, stdout=subprocess.DEVNULL,
     )
+# the statistics behind --geno / --maf / --hwe (tests of deepprs.qc.filters.filter_statistics)
+subprocess.run(["plink2", "--bed", "sexchr.bed", "--bim", "letters.bim", "--fam", "pedigree.fam", "--freq",
+                "--missing", "variant-only", "--hardy", "--threads", "1", "--out", "plink2_pedigree"],
+               check=True, stdout=subprocess.DEVNULL)
 subprocess.run("rm -f plink2_*.log", shell=True, check=True)
