@@ -212,17 +212,28 @@ def test_multiallelic_variant_is_refused(tmp_path):
             reader.read()
 
 
-@pytest.mark.parametrize("case", ["haploid_variant", "one_haploid", "one_triploid", "phased_one_haploid"])
-def test_non_diploid_is_refused(tmp_path, case):
+@pytest.mark.parametrize("case", ["one_triploid", "one_ploidy_zero"])
+def test_other_ploidies_are_refused(tmp_path, case):
     ploidy = np.full((N_VARIANTS, N_SAMPLES), 2)
-    if case == "haploid_variant":
-        ploidy[12] = 1
-    else:
-        ploidy[12, 5] = 3 if case == "one_triploid" else 1
-    path, _ = write(tmp_path, ploidy=ploidy, phased=case.startswith("phased"))
-    with pytest.raises(InputError, match="diploid"):                   # at open or at read
+    ploidy[12, 5] = 3 if case == "one_triploid" else 0
+    path, _ = write(tmp_path, ploidy=ploidy)
+    with pytest.raises(InputError, match="ploidy"):                    # at open or at read
         with BgenReader(path) as reader:
             reader.read()
+
+
+@pytest.mark.parametrize("phased", [False, True], ids=["unphased", "phased"])
+@pytest.mark.parametrize("bits", [8, 5, 16])
+def test_haploid_samples_count_two_copies(tmp_path, bits, phased):
+    """Haploid samples (males on chrX; a whole haploid variant, as chrY) are read as plink2 imports
+    them: 2 x P(second allele), so they sit on the 0-2 scale of the diploid samples."""
+    ploidy = np.full((N_VARIANTS, N_SAMPLES), 2)
+    ploidy[:, ::3] = 1                                   # every third sample haploid on every variant
+    ploidy[12] = 1                                       # and one variant haploid in every sample
+    path, truth = write(tmp_path, seed=50 + bits, phased=phased, bits=bits, ploidy=ploidy)
+    expected = np.where(ploidy == 1, 2 * truth, truth)  # the writer reports haploid dosages on 0-1
+    assert np.isnan(expected[:, ::3]).any()              # missing haploid calls too
+    check_reads(path, expected)
 
 
 def test_truncated_file_is_refused(tmp_path):

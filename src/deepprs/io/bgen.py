@@ -13,11 +13,12 @@ dosage, computed exactly from the stored integers (layout 2: ``value / (2^bits -
 hard calls (the dosage rounded to 0/1/2). A sample is missing where its ploidy byte has the
 missing bit (layout 2) or its three probabilities are all 0 (layout 1).
 
-Supported: biallelic variants, every sample diploid, phased or unphased, any bit depth (1-32),
+Supported: biallelic variants, haploid or diploid samples (a haploid call counts as two copies, as
+plink2 imports it: males on chrX), phased or unphased, any bit depth (1-32),
 zlib, zstd (needs the ``zstandard`` package) or no compression. ``pip install deepprs[bgen]`` adds
 ``zstandard`` and ``zlib-ng`` (zlib blocks then inflate ~3x faster; same output).
-Multi-allelic variants are refused when the file is opened; non-diploid samples (e.g. haploid
-chrX calls) when their variant is read.
+Multi-allelic variants are refused when the file is opened; samples of ploidy 0 or above 2 when
+their variant is read.
 
 Samples come from the ``.sample`` file beside the ``.bgen`` (``ID_1 ID_2 missing sex`` header,
 then a type line; ``ID_1`` = FID, ``ID_2`` = IID) when present, otherwise from the IDs stored in the
@@ -306,6 +307,7 @@ def decode_layout2(payloads: list[bytes], n_samples: int, path: Path, names: lis
     """
     dosage = np.empty((len(payloads), n_samples), dtype=np.float64) if out is None else out
     groups: dict[tuple[int, int, int], list[int]] = {}
+    haploid_rows: list[int] = []
     for row, payload in enumerate(payloads):
         if len(payload) < 10 + n_samples:
             raise InputError(f"{path}: corrupt genotype data for variant {names[row]} ({len(payload)} bytes)")
@@ -314,14 +316,19 @@ def decode_layout2(payloads: list[bytes], n_samples: int, path: Path, names: lis
         if n != n_samples or n_alleles != 2 or not 1 <= bits <= 32 or phased > 1:
             raise InputError(f"{path}: corrupt genotype data for variant {names[row]} ({n} samples, {n_alleles} "
                              f"alleles, {bits} bits, phased flag {phased})")
-        if ploidy_min != 2 or ploidy_max != 2:
+        if not 1 <= ploidy_min <= ploidy_max <= 2:
             raise InputError(f"{path}: variant {names[row]} has samples with ploidy {ploidy_min}-{ploidy_max}; only "
-                             "diploid genotypes are supported")
+                             "haploid and diploid genotypes are supported")
+        if ploidy_min == 1:  # haploid samples (e.g. males on chrX): one value each instead of two
+            haploid_rows.append(row)
+            continue
         if len(payload) != 10 + n_samples + -(-2 * n_samples * bits // 8):
             raise InputError(f"{path}: corrupt genotype data for variant {names[row]} ({len(payload)} bytes for "
                              f"{n_samples} samples at {bits} bits)")
         groups.setdefault((bits, phased, len(payload)), []).append(row)
     ploidy = np.empty((len(payloads), n_samples), dtype=np.uint8)
+    for row in haploid_rows:
+        ploidy[row] = _decode_mixed_ploidy(payloads[row], n_samples, dosage[row], path, names[row])
     for (bits, phased, length), rows in groups.items():
         block = np.frombuffer(b"".join(payloads[row] for row in rows), dtype=np.uint8).reshape(len(rows), length)
         ploidy[rows] = block[:, 8 : 8 + n_samples]
@@ -340,13 +347,44 @@ def decode_layout2(payloads: list[bytes], n_samples: int, path: Path, names: lis
             np.divide(numerator, float(scale), out=part[start : start + len(values)])
         if len(groups) > 1:
             dosage[rows] = part
-    if ((ploidy & _PLOIDY_MASK) != 2).any():
-        bad = names[int(np.flatnonzero(((ploidy & _PLOIDY_MASK) != 2).any(axis=1))[0])]
-        raise InputError(f"{path}: variant {bad} has non-diploid samples; only diploid genotypes are supported")
+    wrong = ((ploidy & _PLOIDY_MASK) != 2).any(axis=1)
+    wrong[haploid_rows] = False                                 # checked by _decode_mixed_ploidy
+    if wrong.any():
+        bad = names[int(np.flatnonzero(wrong)[0])]
+        raise InputError(f"{path}: variant {bad}: the ploidy bytes do not match its header (corrupt file)")
     # the missing bit is the sign bit of the ploidy byte read as int8
     missing_variant, missing_sample = negative_int8(ploidy.view(np.int8))
     dosage[missing_variant, missing_sample] = 0.0
     return dosage, missing_variant, missing_sample
+
+
+def _decode_mixed_ploidy(payload: bytes, n_samples: int, out: np.ndarray, path: Path, name: str) -> np.ndarray:
+    """One layout-2 variant whose samples are haploid or diploid (e.g. chrX with haploid males):
+    expected second-allele dosages into ``out`` (n_samples,); a haploid call is counted as two copies
+    (2 x P(second allele)), as plink2 imports it. Returns the ploidy bytes.
+
+    Each sample stores as many values as its ploidy, for unphased and phased biallelic data alike
+    (haploid: P(first allele); diploid unphased: P(AA), P(AB); diploid phased: P(first) per
+    haplotype)."""
+    raw = np.frombuffer(payload, dtype=np.uint8)
+    ploidy_bytes = raw[8 : 8 + n_samples]
+    ploidy = (ploidy_bytes & _PLOIDY_MASK).astype(np.int64)
+    phased, bits = int(raw[8 + n_samples]), int(raw[9 + n_samples])
+    if not np.isin(ploidy, [1, 2]).all():
+        raise InputError(f"{path}: variant {name} has samples with ploidy {int(ploidy.min())}-{int(ploidy.max())}; "
+                         "only haploid and diploid genotypes are supported")
+    n_values = int(ploidy.sum())
+    if len(payload) != 10 + n_samples + -(-n_values * bits // 8):
+        raise InputError(f"{path}: corrupt genotype data for variant {name} ({len(payload)} bytes for "
+                         f"{n_values} values at {bits} bits)")
+    values = _unpack_bits(raw[None, 10 + n_samples :], bits, n_values)[0].astype(np.float64)
+    first = np.concatenate([[0], np.cumsum(ploidy)[:-1]])          # each sample's first value
+    scale = float((1 << bits) - 1)
+    diploid = ploidy == 2
+    second = np.where(diploid, values[np.minimum(first + 1, n_values - 1)], 0.0)
+    weight = 1.0 if phased else 2.0
+    out[:] = np.where(diploid, 2.0 * scale - weight * values[first] - second, 2.0 * (scale - values[first])) / scale
+    return ploidy_bytes
 
 
 def decode_layout1(payloads: list[bytes], n_samples: int, path: Path, names: list[str],
