@@ -100,6 +100,16 @@ def test_filter_statistics_match_plink2_on_sex_chromosomes_and_pedigrees(tmp_pat
         _compare_with_plink2(statistics, source.variant_table["id"], sexchr / "plink2_pedigree")
         # the rules matter here: all samples, diploid everywhere, give other numbers
         assert np.abs(np.nanmean(source.read(dtype=np.float64), axis=0) / 2 - statistics["A1_FREQ"]).max() > 0.01
+        # the int8 path of other hard-call readers (.pgen) gives the .bed path's numbers; a sample subset too
+        from deepprs.io.pgen import PgenReader, write_pgen
+
+        write_pgen(tmp_path / "ped_pgen", source.read(dtype=np.float64), source.sample_table, source.variant_table)
+        subset = np.arange(3, source.n_samples, 2)
+        with PgenReader(tmp_path / "ped_pgen") as pgen:
+            assert not pgen.may_have_dosages
+            for samples in (np.arange(source.n_samples), subset):
+                pd.testing.assert_frame_equal(filter_statistics(pgen, samples, np.arange(pgen.n_variants)),
+                                              filter_statistics(source, samples, np.arange(source.n_variants)))
 
 
 def test_filter_statistics_match_plink2_on_dosages():

@@ -103,6 +103,20 @@ def hom_a1_word_counts(
     return np.bitwise_count(fields).sum(axis=1, dtype=np.int64)
 
 
+def genotype_word_counts(words: np.ndarray, or_words: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """Per-variant (homozygous A1, heterozygous, missing) call counts of ``.bed`` rows as 64-bit
+    words (:func:`as_words`), over the samples ``or_words`` (:func:`mask_words`) keeps: three
+    bit-parallel passes with popcounts -> three (b,) int64 arrays. An excluded field reads as code 11
+    (homozygous A2, not missing), so it is counted in none of them."""
+    if or_words is not None:
+        words = words | or_words
+    high = words >> _ONE
+    hom_a1 = np.bitwise_count(~(words | high) & _LOW_BITS).sum(axis=1, dtype=np.int64)       # code 00
+    het = np.bitwise_count(high & ~words & _LOW_BITS).sum(axis=1, dtype=np.int64)             # code 10
+    missing = np.bitwise_count(words & ~high & _LOW_BITS).sum(axis=1, dtype=np.int64)         # code 01
+    return hom_a1, het, missing
+
+
 def _scratch(words: np.ndarray, scratch: np.ndarray | None) -> np.ndarray:
     if scratch is not None and scratch.shape[0] >= words.shape[0] and scratch.shape[1:] == words.shape[1:]:
         return scratch[: words.shape[0]]

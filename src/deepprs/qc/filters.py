@@ -282,7 +282,7 @@ HARD_CALL_THRESHOLD = 0.1  # plink2's --hard-call-threshold default
 
 
 def filter_statistics(genotypes: GenotypeSource, samples: np.ndarray, variants: np.ndarray,
-                      block_size: int = 4096) -> pd.DataFrame:
+                      block_size: int = 4096, *, hwe: bool = True) -> pd.DataFrame:
     """The per-variant statistics plink2's ``--geno``, ``--maf`` and ``--hwe`` use, computed as plink2
     2.00 does (checked against its ``--missing``, ``--freq`` and ``--hardy`` outputs).
 
@@ -292,10 +292,11 @@ def filter_statistics(genotypes: GenotypeSource, samples: np.ndarray, variants: 
       the males only; other chromosomes are diploid.
     - ``HWE_P``: exact test over the founders' hard calls, autosomes and XY only (NaN on chrY and chrM,
       which plink2 does not test, and on chrX, where plink2's test including males is not
-      implemented here).
+      implemented here); all NaN with ``hwe=False`` (the exact test is most of the cost).
 
     Dosage data (BGEN, dosage .pgen) give hard calls as plink2 does: a dosage within 0.1 of 0, 1 or 2
     is that call, else the call is missing (``--geno``, ``--hwe``); frequencies use the dosages.
+    Hard-call data are counted per sample group (``.bed``: bit-parallel on the packed bytes).
 
     Returns
     -------
@@ -303,6 +304,8 @@ def filter_statistics(genotypes: GenotypeSource, samples: np.ndarray, variants: 
     """
     from deepprs.assoc.design import CHR_X, CHR_Y, chromosome_class
 
+    samples = np.asarray(samples, dtype=np.int64)
+    variants = np.asarray(variants, dtype=np.int64)
     table = genotypes.sample_table.iloc[samples]
     sex = (pd.to_numeric(table["sex"], errors="coerce").fillna(0).to_numpy() if "sex" in table
            else np.zeros(len(samples)))
@@ -311,43 +314,101 @@ def filter_statistics(genotypes: GenotypeSource, samples: np.ndarray, variants: 
     for parent in ("father", "mother"):
         if parent in table:
             founder &= (table[parent].astype(str) == "0").to_numpy()
-    founder_male = male[founder]
-    classes = chromosome_class(genotypes.variant_table["chrom"].to_numpy()[variants])
+    groups = {"all": np.ones(len(samples), dtype=bool), "male": male, "founder_other": founder & ~male,
+              "founder_male": founder & male}
     dosage_data = bool(getattr(genotypes, "may_have_dosages", False))
-    missing_rate, a1_freq, hwe_p = (np.full(len(variants), np.nan) for _ in range(3))
+    if dosage_data:
+        sums = _dosage_group_sums(genotypes, samples, variants, groups, block_size)
+    else:
+        sums = _hard_call_group_sums(genotypes, samples, variants, groups, block_size)
+    not_observed = "dosage_missing" if dosage_data else "missing"  # for the frequencies
+    kind = chromosome_class(genotypes.variant_table["chrom"].to_numpy()[variants])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        size = {name: float(mask.sum()) for name, mask in groups.items()}
+        missing_rate = np.where(kind == CHR_Y, sums["male"]["missing"] / size["male"],
+                                sums["all"]["missing"] / size["all"])
+        other, males = sums["founder_other"], sums["founder_male"]
+        other_observed = size["founder_other"] - other[not_observed]
+        male_observed = size["founder_male"] - males[not_observed]
+        diploid = (other["a1"] + males["a1"]) / (2 * (other_observed + male_observed))
+        x_frequency = (other["a1"] + males["a1"] / 2) / (2 * other_observed + male_observed)
+        y_frequency = males["a1"] / (2 * male_observed)
+        a1_freq = np.where(kind == CHR_X, x_frequency, np.where(kind == CHR_Y, y_frequency, diploid))
+    hom_a1 = other["hom_a1"] + males["hom_a1"]
+    het = other["het"] + males["het"]
+    called = size["founder_other"] - other["missing"] + size["founder_male"] - males["missing"]
+    hwe_p = np.full(len(variants), np.nan)
+    tested = (kind == "") & hwe
+    if tested.any():
+        hom_other = called[tested] - hom_a1[tested] - het[tested]
+        hwe_p[tested] = hwe_exact_pvalues(hom_a1[tested].astype(np.int64), het[tested].astype(np.int64),
+                                          hom_other.astype(np.int64))
+    return pd.DataFrame({"MISSING_RATE": missing_rate, "A1_FREQ": a1_freq, "HWE_P": hwe_p})
+
+
+def _hard_call_group_sums(genotypes: GenotypeSource, samples: np.ndarray, variants: np.ndarray,
+                          groups: dict[str, np.ndarray], block_size: int) -> dict[str, dict[str, np.ndarray]]:
+    """Per group of ``samples``: homozygous-A1, heterozygous and missing call counts and A1 allele
+    counts per variant (``.bed``: popcounts on the packed bytes; others: int8 reads)."""
+    from deepprs.assoc.bedscan import as_words, genotype_word_counts, mask_words
+    from deepprs.io.bed import BedReader
+
+    m = len(variants)
+    sums = {name: {key: np.zeros(m) for key in ("hom_a1", "het", "missing")} for name in groups}
+    if isinstance(genotypes, BedReader):
+        width = genotypes.bytes_per_variant * 4
+        or_words = {}
+        for name, mask in groups.items():
+            weight = np.zeros(width)
+            weight[samples[mask]] = 1.0
+            excluded = (weight == 0).reshape(-1, 4).astype(np.uint8)
+            or_words[name] = mask_words((excluded * np.array([3, 12, 48, 192], dtype=np.uint8)).sum(axis=1)
+                                        .astype(np.uint8))
+        for start in range(0, m, block_size):
+            words = as_words(genotypes.packed_variant_major(variants[start : start + block_size]))
+            for name in groups:
+                counts = genotype_word_counts(words, or_words[name])
+                for key, value in zip(("hom_a1", "het", "missing"), counts, strict=True):
+                    sums[name][key][start : start + len(value)] = value
+    else:
+        for start in range(0, m, block_size):
+            calls = genotypes.read(samples, variants[start : start + block_size], dtype=np.int8, missing="raw")
+            for name, mask in groups.items():
+                part = calls[mask]
+                stop = start + calls.shape[1]
+                sums[name]["hom_a1"][start:stop] = (part == 2).sum(axis=0)
+                sums[name]["het"][start:stop] = (part == 1).sum(axis=0)
+                sums[name]["missing"][start:stop] = (part < 0).sum(axis=0)
+    for group in sums.values():
+        group["a1"] = 2 * group["hom_a1"] + group["het"]
+    return sums
+
+
+def _dosage_group_sums(genotypes: GenotypeSource, samples: np.ndarray, variants: np.ndarray,
+                       groups: dict[str, np.ndarray], block_size: int) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`_hard_call_group_sums` for dosage data: A1 counts from the dosages, the call counts
+    from plink2's hard calls (a dosage within 0.1 of 0, 1 or 2; else missing). A dosage too uncertain
+    for a hard call still counts in ``a1``, so the missing dosages are counted apart
+    (``dosage_missing``, the frequencies' denominator)."""
+    m = len(variants)
+    keys = ("hom_a1", "het", "missing", "a1", "dosage_missing")
+    sums = {name: {key: np.zeros(m) for key in keys} for name in groups}
     start = 0
     for block in genotypes.iter_blocks(block_size, samples=samples, variants=variants, dtype=np.float64,
                                        missing="nan"):
-        dosage = block.dosage                                               # (n, b)
+        dosage = block.dosage                                               # (n, b), NaN = missing
         stop = start + dosage.shape[1]
-        kind = classes[start:stop]
-        hard = dosage
-        if dosage_data:
-            nearest = np.rint(dosage)
-            hard = np.where(np.abs(dosage - nearest) <= HARD_CALL_THRESHOLD, nearest, np.nan)
-        called = ~np.isnan(hard)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rate = 1.0 - called.mean(axis=0)
-            if male.any():
-                rate = np.where(kind == CHR_Y, 1.0 - called[male].mean(axis=0), rate)
-            missing_rate[start:stop] = rate
-            values = dosage[founder]
-            observed = ~np.isnan(values)
-            total, count = np.nansum(values, axis=0), observed.sum(axis=0)
-            male_total = np.nansum(values[founder_male], axis=0)
-            male_count = observed[founder_male].sum(axis=0)
-            frequency = total / (2 * count)
-            x_frequency = (total - male_total / 2) / (2 * (count - male_count) + male_count)
-            y_frequency = male_total / (2 * male_count)
-            a1_freq[start:stop] = np.where(kind == CHR_X, x_frequency,
-                                           np.where(kind == CHR_Y, y_frequency, frequency))
-        diploid = kind == ""
-        if diploid.any():
-            calls = hard[founder][:, diploid]
-            hwe_p[start:stop][diploid] = hwe_exact_pvalues((calls == 2).sum(0), (calls == 1).sum(0),
-                                                           (calls == 0).sum(0))
+        nearest = np.rint(dosage)
+        hard = np.where(np.abs(dosage - nearest) <= HARD_CALL_THRESHOLD, nearest, np.nan)
+        for name, mask in groups.items():
+            part, calls = dosage[mask], hard[mask]
+            sums[name]["a1"][start:stop] = np.nansum(part, axis=0)
+            sums[name]["dosage_missing"][start:stop] = np.isnan(part).sum(axis=0)
+            sums[name]["hom_a1"][start:stop] = (calls == 2).sum(axis=0)
+            sums[name]["het"][start:stop] = (calls == 1).sum(axis=0)
+            sums[name]["missing"][start:stop] = np.isnan(calls).sum(axis=0)
         start = stop
-    return pd.DataFrame({"MISSING_RATE": missing_rate, "A1_FREQ": a1_freq, "HWE_P": hwe_p})
+    return sums
 
 
 @dataclass
@@ -390,7 +451,7 @@ class VariantFilter:
             removed["chr"] = int((~on).sum())
             index = index[on]
         if len(index) and any(value is not None for value in (self.maf, self.geno, self.hwe)):
-            stats = filter_statistics(genotypes, samples, index, block_size=block_size)
+            stats = filter_statistics(genotypes, samples, index, block_size=block_size, hwe=self.hwe is not None)
             fail = np.zeros(len(index), dtype=bool)
             if self.geno is not None:
                 mask = stats["MISSING_RATE"].to_numpy() > self.geno
