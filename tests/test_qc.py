@@ -194,3 +194,31 @@ def test_streaming_block_sizes_do_not_change_results(chunk, block_size):
         reference_stats = variant_stats(source, variants=variants)
         stats = variant_stats(source, variants=variants, block_size=block_size)
         pd.testing.assert_frame_equal(stats, reference_stats)
+
+
+def test_hwe_window_equals_full_enumeration_at_biobank_sizes():
+    """Large samples sum only the het classes near the mode (_hwe_windowed); the P-values equal the
+    full enumeration (itself checked against brute force above), in HWE and far from it."""
+    from deepprs.qc.stats import _hwe_chunk, _hwe_windowed
+
+    rng = np.random.default_rng(4)
+    n = rng.integers(2_000, 20_000, 600)
+    q = rng.uniform(0.001, 0.5, 600)
+    f = rng.choice([0.0, 0.0, 0.02, -0.02, 0.2, 0.8], 600)            # inbreeding-like deviations
+    p_rare = np.clip(q * q + f * q * (1 - q), 0, 1)
+    p_het = np.clip(2 * q * (1 - q) * (1 - f), 0, 1 - p_rare)
+    hom_rare = rng.binomial(n, p_rare)
+    het = rng.binomial(n - hom_rare, p_het / np.maximum(1 - p_rare, 1e-12))
+    counts = np.stack([hom_rare, het, n - hom_rare - het], axis=1)
+    counts = np.column_stack([counts.min(axis=1, where=[True, False, True], initial=2**62),
+                              counts[:, 1], counts.max(axis=1, where=[True, False, True], initial=-1)])
+    for midp in (False, True):
+        windowed, full_rows = _hwe_windowed(counts, midp)
+        common_in_hwe = (f == 0.0) & (q > 0.05)                          # the window is used for these
+        assert np.isin(np.flatnonzero(common_in_hwe), full_rows).mean() < 0.02
+        reference = np.concatenate([_hwe_chunk(counts[i : i + 50], midp) for i in range(0, len(counts), 50)])
+        kept = np.setdiff1d(np.arange(len(counts)), full_rows)
+        np.testing.assert_allclose(windowed[kept], reference[kept], rtol=1e-9, atol=0)
+        np.testing.assert_allclose(hwe_exact_pvalues(counts[:, 0], counts[:, 1], counts[:, 2], midp=midp),
+                                   reference, rtol=1e-9, atol=0)
+    assert (reference < 1e-50).any() and (reference > 0.5).any()

@@ -53,8 +53,12 @@ def hwe_exact_pvalues(n_hom_a1: np.ndarray, n_het: np.ndarray, n_hom_other: np.n
     inverse = inverse.ravel()
     p_unique = np.ones(len(unique))
     n_rare_all = 2 * unique[:, 0] + unique[:, 1]
-    order = np.argsort(n_rare_all)
     start = 0
+    # most variants need only the het classes near the mode (see _hwe_window); the rest, and any
+    # variant whose window check fails, are enumerated in full
+    windowed, full_rows = _hwe_windowed(unique, midp)
+    p_unique[:] = windowed
+    order = full_rows[np.argsort(n_rare_all[full_rows], kind="stable")]
     while start < len(order):
         # grow the chunk while the work array stays small (sorted by n_rare, so width is the last one's)
         stop = start + 1
@@ -64,6 +68,96 @@ def hwe_exact_pvalues(n_hom_a1: np.ndarray, n_het: np.ndarray, n_hom_other: np.n
         p_unique[rows] = _hwe_chunk(unique[rows], midp)
         start = stop
     return p_unique[inverse]
+
+
+_HWE_WINDOW_LOG = 40.0  # het classes less likely than exp(-40) x the observed one (or the mode) are left out
+
+
+def _hwe_log_p(h: np.ndarray, n_rare: np.ndarray, n_common: np.ndarray) -> np.ndarray:
+    """Unnormalised log probability of ``h`` heterozygotes given the allele counts (HWE)."""
+    return (h * np.log(2.0) - gammaln(h + 1) - gammaln((n_rare - h) // 2 + 1) - gammaln((n_common - h) // 2 + 1))
+
+
+def _hwe_windowed(counts: np.ndarray, midp: bool, max_cells: int = 4_000_000) -> tuple[np.ndarray, np.ndarray]:
+    """Exact HWE P-values summing only the het classes within a window around the mode that holds
+    every class at least exp(-40) times as likely as the observed one (or the mode, if that is
+    lower); the classes left out then change a tail sum by < 1e-14 relative. The log-probability
+    is concave in the het count, so a window whose edge classes (when not at the bounds) fall below
+    that level contains all the others; variants whose estimated window fails the check, or spans
+    most classes anyway, are returned for full enumeration.
+
+    Returns
+    -------
+    pvalues : ndarray, shape (m,)
+        (NaN-free; rows listed in ``full`` still need the full enumeration)
+    full : ndarray of int
+        Rows to enumerate in full.
+    """
+    hom_rare, het, hom_common = (counts[:, i].astype(np.int64) for i in range(3))
+    n = hom_rare + het + hom_common
+    n_rare = 2 * hom_rare + het
+    n_common = 2 * hom_common + het
+    pvalues = np.ones(len(counts))
+    trivial = (n == 0) | (n_rare == 0)
+    # expected het count under HWE (of n_rare's parity) and a generous spread for the window
+    expected = n_rare * n_common / np.maximum(2 * n - 1, 1)
+    mode = np.clip(np.rint((expected - n_rare) / 2) * 2 + n_rare, n_rare % 2, n_rare).astype(np.int64)
+    mode = np.minimum(mode, n_rare)
+    log_mode = _hwe_log_p(mode, n_rare, n_common)
+    log_obs = _hwe_log_p(het, n_rare, n_common)
+    depth = np.maximum(log_mode - log_obs, 0.0) + _HWE_WINDOW_LOG
+    # local spread from the curvature at the mode: log p(mode + d) ~ log p(mode) - d^2 / (2 s^2)
+    probe = np.minimum(mode + 2 * np.ceil(np.sqrt(expected + 1.0)).astype(np.int64), n_rare - (n_rare - mode) % 2)
+    probe = np.where(probe > mode, probe, np.maximum(mode - 2, n_rare % 2))
+    drop = np.maximum(log_mode - _hwe_log_p(probe, n_rare, n_common), 1e-12)
+    spread = np.abs(probe - mode) / np.sqrt(2.0 * drop)
+    half = np.ceil(1.3 * np.sqrt(2.0 * depth) * spread).astype(np.int64) + 8
+    low = np.maximum(mode - half, n_rare % 2)
+    low += (low - n_rare) % 2                                      # keep n_rare's parity
+    high = np.minimum(mode + half, n_rare)
+    high -= (high - n_rare) % 2
+    cells = (high - low) // 2 + 1
+    full = ~trivial & (cells * 2 > n_rare // 2 + 1)                # a window that saves little: enumerate
+    rows = np.flatnonzero(~trivial & ~full)
+    rows = rows[np.argsort(cells[rows], kind="stable")]
+    start = 0
+    failed: list[np.ndarray] = []
+    while start < len(rows):
+        stop = start + 1
+        while stop < len(rows) and (stop + 1 - start) * cells[rows[stop]] <= max_cells:
+            stop += 1
+        chunk = rows[start:stop]
+        width = int(cells[chunk].max())
+        h = low[chunk, None] + 2 * np.arange(width)[None, :]
+        valid = h <= high[chunk, None]
+        h = np.where(valid, h, low[chunk, None])
+        # log p along the window by the recurrence P(h + 2) / P(h) = 4 r c / ((h + 1)(h + 2)), with r, c
+        # the rare / common homozygote counts at h: one log per class instead of three log-gammas
+        rare = (n_rare[chunk, None] - h) // 2
+        common = (n_common[chunk, None] - h) // 2
+        with np.errstate(divide="ignore"):  # r = 0 only at h = n_rare, whose step leads out of the window
+            step = np.log(4.0 * rare * common / ((h + 1.0) * (h + 2.0)))
+        log_p = np.empty_like(step)
+        log_p[:, 0] = _hwe_log_p(low[chunk], n_rare[chunk], n_common[chunk])
+        np.cumsum(step[:, :-1], axis=1, out=log_p[:, 1:])
+        log_p[:, 1:] += log_p[:, :1]
+        log_p = np.where(valid, log_p, -np.inf)
+        level = np.minimum(log_obs[chunk], log_mode[chunk]) - _HWE_WINDOW_LOG
+        # the window must reach below the level at both ends (unless it stops at a bound)
+        first, last = log_p[:, 0], log_p[np.arange(len(chunk)), cells[chunk] - 1]
+        bad = ((low[chunk] > n_rare[chunk] % 2) & (first >= level)) | ((high[chunk] < n_rare[chunk]) & (last >= level))
+        log_max = log_p.max(axis=1)
+        prob = np.exp(log_p - log_max[:, None])
+        obs = (log_obs[chunk] - log_max)[:, None]
+        shifted = log_p - log_max[:, None]
+        tail = np.where(shifted <= obs + _TIE_TOLERANCE, prob, 0.0).sum(axis=1)
+        if midp:
+            tail = tail - 0.5 * np.where(np.abs(shifted - obs) <= _TIE_TOLERANCE, prob, 0.0).sum(axis=1)
+        pvalues[chunk] = np.minimum(tail / prob.sum(axis=1), 1.0)
+        failed.append(chunk[bad])
+        start = stop
+    full_rows = np.concatenate([np.flatnonzero(full), *failed]) if failed else np.flatnonzero(full)
+    return pvalues, full_rows.astype(np.int64)
 
 
 def _hwe_chunk(counts: np.ndarray, midp: bool) -> np.ndarray:
