@@ -812,6 +812,41 @@ def test_background_pgen_scan_matches_direct_decoding(tmp_path):
     assert bedscan.start_pgen_scan(dose, 16) is None
 
 
+def test_background_scan_serves_subsets_of_its_blocks(tmp_path):
+    """Variant filters and sex-chromosome segments give blocks that are subsets of the scan's blocks
+    (grid_blocks): the scan serves them, restricted to their rows, and the GWAS is unchanged."""
+    from deepprs.assoc import bedscan
+    from deepprs.assoc.linear import grid_blocks
+
+    dosage, covariates, phenotypes, source = _simulated(tmp_path)   # 40 variants, scan blocks of 16
+    subset = np.array([0, 2, 3, 5, 17, 18, 30, 33, 39])
+    assert [b.tolist() for b in grid_blocks(subset, 16)] == [[0, 2, 3, 5], [17, 18, 30], [33, 39]]
+    reference = gwas_linear(source, phenotypes, covariates=covariates, variant_index=subset, block_size=16,
+                            progress=False)
+    try:
+        scan = bedscan.start_bed_scan(tmp_path / "sim", 16)
+        assert scan.wait(timeout=60) == 0
+        part = bedscan.scanned_block(tmp_path / "sim.bed", np.array([17, 18, 30]))
+        packed = np.fromfile(tmp_path / "sim.bed", dtype=np.uint8)[3:].reshape(40, 40)[[17, 18, 30]]
+        codes = ((packed[:, :, None] >> np.array([0, 2, 4, 6])) & 3).reshape(3, 160)
+        expected_variant, expected_sample = np.nonzero(codes == 1)   # write_bed pads with code 01
+        assert (np.isnan(dosage[:, [17, 18, 30]].T) == (codes[:, :157] == 1)).all()
+        np.testing.assert_array_equal(part.missing_variant, expected_variant)
+        np.testing.assert_array_equal(part.missing_sample, expected_sample)
+        np.testing.assert_array_equal(part.hom_a1_all, (dosage[:, [17, 18, 30]] == 2).sum(0))
+        assert bedscan.scanned_block(tmp_path / "sim.bed", np.array([20])) is None   # block 1 was handed out
+
+        scan = bedscan.start_bed_scan(tmp_path / "sim", 16)
+        assert scan.wait(timeout=60) == 0
+        scanned = gwas_linear(source, phenotypes, covariates=covariates, variant_index=subset, block_size=16,
+                              progress=False)
+        assert not scan.ready()                                      # all three blocks came from the scan
+    finally:
+        bedscan.stop_bed_scan()
+    for name in reference:
+        pd.testing.assert_frame_equal(reference[name], scanned[name], check_exact=True)
+
+
 def test_background_bed_scan_matches_direct_decoding(tmp_path, monkeypatch):
     import threading
 

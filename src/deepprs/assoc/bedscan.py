@@ -335,16 +335,19 @@ class BedScan:
 
     # -- parent ------------------------------------------------------------------------------
     def take(self, bed_path: str | Path, block_index: np.ndarray) -> ScannedBlock | None:
-        """The scan's results for ``block_index`` of ``bed_path``, or None when the scan does not
-        cover exactly these variants or has not reached them yet (the caller then decodes the
-        block itself and the scan skips it). Never waits. Each block is handed out once."""
+        """The scan's results for ``block_index`` of ``bed_path``, or None when the variants are not
+        all in one of the scan's blocks or the scan has not reached that block yet (the caller then
+        decodes the block itself and the scan skips it). ``block_index`` may be a sorted subset of a
+        scan block (variant filters, sex-chromosome segments): the results are then restricted to
+        it. Never waits. Each scan block is handed out once."""
         if len(block_index) == 0 or Path(bed_path).resolve() != self.path:
             return None
-        start = int(block_index[0])
-        number = start // self.block_size
-        stop = min(start + self.block_size, self.n_variants)
-        if (start % self.block_size or number >= self._n_blocks or len(block_index) != stop - start
-                or int(block_index[-1]) != stop - 1 or not np.array_equal(block_index, np.arange(start, stop))):
+        block_index = np.asarray(block_index, dtype=np.int64)
+        number = int(block_index[0]) // self.block_size
+        first = number * self.block_size
+        stop = min(first + self.block_size, self.n_variants)
+        if (number >= self._n_blocks or int(block_index[-1]) >= stop
+                or (len(block_index) > 1 and not (np.diff(block_index) > 0).all())):
             self._passed(number)
             return None
         path = self._result_path(number)
@@ -354,8 +357,16 @@ class BedScan:
         except FileNotFoundError:
             self._passed(number)  # not scanned yet: the reader decodes it, the scan skips it
             return None
-        b = stop - start
-        return ScannedBlock(start, stop, values[:b].astype(np.int64), values[2 * b:], values[b: 2 * b].astype(np.int64))
+        b = stop - first
+        scanned = ScannedBlock(first, stop, values[:b].astype(np.int64), values[2 * b:],
+                               values[b: 2 * b].astype(np.int64))
+        if len(block_index) == b:  # the whole scan block
+            return scanned
+        rows = block_index - first                                    # the wanted rows, ascending
+        keep = np.isin(scanned.missing_variant, rows)
+        kept_rows = np.searchsorted(rows, scanned.missing_variant[keep])
+        return ScannedBlock(0, len(rows), np.bincount(kept_rows, minlength=len(rows)).astype(np.int64),
+                            scanned.missing_sample[keep], scanned.hom_a1_all[rows])
 
     def _passed(self, number: int) -> None:
         """The reader reached block ``number`` without the scan's results: the scan skips the

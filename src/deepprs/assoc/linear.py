@@ -490,6 +490,20 @@ def chromosome_segments(
         yield ((None if loco_covariates is None else str(key)), str(sex_class[members][0])), variant_index[members]
 
 
+def grid_blocks(segment: np.ndarray, block_size: int) -> list[np.ndarray]:
+    """Split ``segment`` (ascending variant positions) at multiples of ``block_size``: each block then
+    lies within one block of a start-up scan (:mod:`deepprs.assoc.bedscan`), which can serve it even
+    when variants were filtered out or split by chromosome. A contiguous segment from 0 gives the
+    scan's own blocks."""
+    if len(segment) == 0:
+        return []
+    if not (np.diff(segment) > 0).all():  # pragma: no cover - segments are ascending
+        return [segment[start : start + block_size] for start in range(0, len(segment), block_size)]
+    cell = segment // block_size
+    breaks = np.flatnonzero(np.diff(cell)) + 1
+    return np.split(segment, breaks)
+
+
 def sample_sex(genotypes: GenotypeSource, sample_index: np.ndarray) -> np.ndarray:
     """Sex of the analysed samples from the genotype file's sample table: 1 = male, 2 = female,
     0 = unknown -> (n,) int."""
@@ -584,9 +598,9 @@ def gwas_linear(
     sex = sample_sex(genotypes, sample_index)
     variant_index = testable_variants(genotypes.variant_table, variant_index, sex)
     tasks = [
-        (key, segment[start : start + block_size])
+        (key, block)
         for key, segment in chromosome_segments(genotypes.variant_table, variant_index, loco_covariates)
-        for start in range(0, len(segment), block_size)
+        for block in grid_blocks(segment, block_size)
     ]
     contexts: dict[tuple[str | None, str], list[_LinearContext]] = {}
 
