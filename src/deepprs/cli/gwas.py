@@ -104,10 +104,10 @@ def register(app: typer.Typer) -> None:
 
         # Start reading the .bed / .pgen (missing calls, homozygous-A1 counts; numpy only) in a background
         # process before the imports below, which take 1.3-2 s (torch alone 1-1.5 s) on one core.
-        # (not with --cvblup-covar; not with --threads 1: the scan takes a second core. With variant
-        # filters the tested blocks are subsets of the scan's blocks, which it serves too.)
+        # (not with --threads 1: the scan takes a second core. With variant filters, LOCO chromosomes or
+        # sex-chromosome segments the tested blocks are subsets of the scan's blocks, which it serves too.)
         filtered = any(value is not None for value in (extract, exclude, chromosomes, maf, geno, hwe))
-        if not cvblup_covar and threads != 1 and not bgen and bool(bfile) != bool(pfile):
+        if threads != 1 and not bgen and bool(bfile) != bool(pfile):
             if bfile:
                 start_bed_scan(bfile, block_size)
             else:
