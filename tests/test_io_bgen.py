@@ -228,11 +228,15 @@ def test_haploid_samples_count_two_copies(tmp_path, bits, phased):
     """Haploid samples (males on chrX; a whole haploid variant, as chrY) are read as plink2 imports
     them: 2 x P(second allele), so they sit on the 0-2 scale of the diploid samples."""
     ploidy = np.full((N_VARIANTS, N_SAMPLES), 2)
-    ploidy[:, ::3] = 1                                   # every third sample haploid on every variant
-    ploidy[12] = 1                                       # and one variant haploid in every sample
+    ploidy[10:30, ::3] = 1                               # chrX-like variants: every third sample haploid
+    ploidy[12] = 1                                       # a chrY-like variant: haploid in every sample
     path, truth = write(tmp_path, seed=50 + bits, phased=phased, bits=bits, ploidy=ploidy)
     expected = np.where(ploidy == 1, 2 * truth, truth)  # the writer reports haploid dosages on 0-1
-    assert np.isnan(expected[:, ::3]).any()              # missing haploid calls too
+    assert np.isnan(expected[10:30, ::3]).any()          # missing haploid calls too
+    # diploid-only variants around them, in the same blocks
+    with BgenReader(path) as reader:
+        assert_dosage(reader.read_variant_major_dosage(np.arange(5, 35)), expected[5:35])
+        assert_dosage(reader.read_variant_major_dosage(np.array([12, 3, 20, 39])), expected[[12, 3, 20, 39]])
     check_reads(path, expected)
 
 

@@ -333,7 +333,8 @@ def decode_layout2(payloads: list[bytes], n_samples: int, path: Path, names: lis
         block = np.frombuffer(b"".join(payloads[row] for row in rows), dtype=np.uint8).reshape(len(rows), length)
         ploidy[rows] = block[:, 8 : 8 + n_samples]
         probabilities = block[:, 10 + n_samples :]
-        part = dosage[rows] if len(groups) > 1 else dosage
+        whole = len(rows) == len(payloads)                          # else a copy, written back below
+        part = dosage if whole else dosage[rows]
         # expected count of the second allele = (2S - c * first - second) / S with S = 2^bits - 1,
         # c = 2 for unphased (P(AA), P(AB)) and 1 for phased data (P(first allele) per haplotype):
         # exact integer numerators, one correctly rounded division; 64 variants at a time
@@ -345,7 +346,7 @@ def decode_layout2(payloads: list[bytes], n_samples: int, path: Path, names: lis
             np.add(numerator, values[:, 1::2], out=numerator, casting="unsafe")
             np.subtract(2 * scale, numerator, out=numerator)
             np.divide(numerator, float(scale), out=part[start : start + len(values)])
-        if len(groups) > 1:
+        if not whole:
             dosage[rows] = part
     wrong = ((ploidy & _PLOIDY_MASK) != 2).any(axis=1)
     wrong[haploid_rows] = False                                 # checked by _decode_mixed_ploidy
