@@ -829,7 +829,7 @@ def test_background_scan_serves_subsets_of_its_blocks(tmp_path):
         part = bedscan.scanned_block(tmp_path / "sim.bed", np.array([17, 18, 30]))
         packed = np.fromfile(tmp_path / "sim.bed", dtype=np.uint8)[3:].reshape(40, 40)[[17, 18, 30]]
         codes = ((packed[:, :, None] >> np.array([0, 2, 4, 6])) & 3).reshape(3, 160)
-        expected_variant, expected_sample = np.nonzero(codes == 1)   # write_bed pads with code 01
+        expected_variant, expected_sample = np.nonzero(codes == 1)   # (write_bed pads with 00, like plink)
         assert (np.isnan(dosage[:, [17, 18, 30]].T) == (codes[:, :157] == 1)).all()
         np.testing.assert_array_equal(part.missing_variant, expected_variant)
         np.testing.assert_array_equal(part.missing_sample, expected_sample)
@@ -865,7 +865,7 @@ def test_background_bed_scan_matches_direct_decoding(tmp_path, monkeypatch):
         packed = np.fromfile(tmp_path / "sim.bed", dtype=np.uint8)[3:].reshape(40, 40)[:16]
         codes = ((packed[:, :, None] >> np.array([0, 2, 4, 6])) & 3).reshape(16, 160)
         assert (np.isnan(dosage[:, :16].T) == (codes[:, :157] == 1)).all()
-        expected_variant, expected_sample = np.nonzero(codes == 1)  # write_bed pads with code 01
+        expected_variant, expected_sample = np.nonzero(codes == 1)  # (write_bed pads with 00, like plink)
         np.testing.assert_array_equal(first.missing_variant, expected_variant)
         np.testing.assert_array_equal(first.missing_sample, expected_sample)
         np.testing.assert_array_equal(first.hom_a1_all, (dosage[:, :16] == 2).sum(0))

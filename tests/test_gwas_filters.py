@@ -123,3 +123,51 @@ def test_filter_statistics_match_plink2_on_dosages():
         statistics = filter_statistics(source, np.arange(source.n_samples), np.arange(source.n_variants))
         _compare_with_plink2(statistics, source.variant_table["id"], dose / "plink2_pgen")
         assert (statistics["MISSING_RATE"] > 0.2).any()                  # uncertain dosages count as missing
+
+
+def test_maf_keeps_variants_without_a_frequency_and_uses_exact_counts(tmp_path):
+    """plink2 compares MAF < threshold: a variant with no founder call (all missing, or no founders at
+    all) has no frequency and is kept; a minor allele frequency of exactly 0.1 (18 of 20 alleles) is not
+    below 0.1, although 1 - 0.9 is in floating point."""
+    import pandas as pd
+
+    from deepprs.io import write_bed
+
+    n = 10
+    dosage = np.zeros((n, 4))
+    dosage[:8, 0], dosage[8:, 0] = 2, 1                  # 18 of 20 alleles: MAF exactly 0.1
+    dosage[:, 1] = np.nan                                # no calls at all
+    dosage[:, 2] = [2, 2, 2, 2, 2, 2, 2, 2, 2, 1]        # MAF 0.05
+    dosage[:, 3] = [0, 1, 2, 0, 1, 2, 0, 1, 2, 1]
+    samples = pd.DataFrame({"fid": [f"f{i}" for i in range(n)], "iid": [f"i{i}" for i in range(n)],
+                            "father": "0", "mother": "0", "sex": 0})
+    variants = pd.DataFrame({"chrom": "1", "pos": np.arange(4) + 1, "id": [f"v{j}" for j in range(4)],
+                             "ref": "A", "alt": "C", "a1": "C", "cm": 0.0})
+    write_bed(tmp_path / "edge", dosage, samples, variants)
+    with open_genotypes(tmp_path / "edge") as source:
+        index, removed = VariantFilter(maf=0.1).apply(source, np.arange(n))
+        assert index.tolist() == [0, 1, 3] and removed["maf"] == 1
+    # no founder: no frequency anywhere, nothing removed by --maf (plink2: "0 variants removed")
+    samples["father"] = "dad"
+    write_bed(tmp_path / "children", dosage, samples, variants)
+    with open_genotypes(tmp_path / "children") as source:
+        index, removed = VariantFilter(maf=0.01).apply(source, np.arange(n))
+        assert index.tolist() == [0, 1, 2, 3] and removed["maf"] == 0
+
+
+def test_write_bed_pads_the_last_byte_with_zeros(tmp_path):
+    """plink writes 00 in the unused fields of a row's last byte; plink2 2.00a3.5 counts 01 padding as
+    missing calls, so a deepprs-written .bed must not use it."""
+    import pandas as pd
+
+    from deepprs.io import write_bed
+
+    dosage = np.array([[2.0, 0], [1, 1], [0, 2], [2, np.nan], [1, 0]])  # 5 samples: 3 padding fields
+    samples = pd.DataFrame({"fid": list("abcde"), "iid": list("abcde")})
+    variants = pd.DataFrame({"chrom": "1", "pos": [1, 2], "id": ["x", "y"], "ref": "A", "alt": "C", "a1": "C",
+                             "cm": 0.0})
+    write_bed(tmp_path / "pad", dosage, samples, variants)
+    rows = np.fromfile(tmp_path / "pad.bed", dtype=np.uint8)[3:].reshape(2, 2)
+    assert ((rows[:, 1] >> 2) == 0).all()                 # fields 1-3 of the last byte: 00
+    with open_genotypes(tmp_path / "pad") as source:
+        np.testing.assert_array_equal(source.read(dtype=np.float64), dosage)

@@ -138,11 +138,11 @@ def test_chry_without_males_is_skipped_with_a_warning(tmp_path):
         warnings.simplefilter("always")
         table = gwas_linear(cohort.genotypes, cohort.phenotypes, sample_index=cohort.sample_index,
                             progress=False)["Q"]
-    assert any("skipping 8 chrY variant(s): no sample is male" in str(w.message) for w in caught)
+    assert any("skipping 8 chrY variant(s): no analysed sample is male" in str(w.message) for w in caught)
     assert "Y" not in set(table["CHROM"].astype(str)) and len(table) == 40
     # nothing but chrY and no male: an error, as plink2's "No variants remaining", not an empty file
     from deepprs.errors import InputError
 
-    with pytest.raises(InputError, match="all 8 are on chrY and no sample is male"):
+    with pytest.raises(InputError, match="all 8 are on chrY and no analysed sample is male"):
         gwas_linear(cohort.genotypes, cohort.phenotypes, sample_index=cohort.sample_index, progress=False,
                     variant_index=np.flatnonzero(cohort.genotypes.variant_table["chrom"].to_numpy() == "Y"))

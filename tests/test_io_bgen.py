@@ -330,6 +330,10 @@ def test_sample_file_sex_codes_and_encoding(tmp_path):
         write_sample_file(tmp_path / "cohort.sample", ids, ids, sex=[bad] + sex[1:])
         with pytest.raises(InputError, match=f"line 3: invalid sex code '{bad}'"):
             BgenReader(path)
+    lines = ["ID_1 ID_2 missing sex", "0 0 0 D", "", *[f"{i} {i} 0 1" for i in ids[:-1]], f"{ids[-1]} {ids[-1]} 0 M"]
+    (tmp_path / "cohort.sample").write_text("\n".join(lines) + "\n")   # a blank line: numbers still count it
+    with pytest.raises(InputError, match=f"line {N_SAMPLES + 3}: invalid sex code 'M'"):
+        BgenReader(path)
     (tmp_path / "cohort.sample").write_bytes(b"ID_1 ID_2 missing sex\n0 0 0 D\n\xff\xfe 1 0 1\n")
     with pytest.raises(InputError, match="not a text .sample file"):
         BgenReader(path)

@@ -267,8 +267,9 @@ def testable_variants(variant_table: pd.DataFrame, variant_index: np.ndarray, se
     on_y = chrom_class == CHR_Y
     if on_y.any() and not (np.asarray(sex) == 1).any():
         if on_y.all():
-            raise InputError(f"no variants left to test: all {len(variant_index)} are on chrY and no sample is male "
-                             "(sex from the .fam/.psam/.sample)")
-        warn(f"skipping {int(on_y.sum())} chrY variant(s): no sample is male (sex from the .fam/.psam/.sample)")
+            raise InputError(f"no variants left to test: all {len(variant_index)} are on chrY and no analysed "
+                             "sample is male (sex from the .fam/.psam/.sample)")
+        warn(f"skipping {int(on_y.sum())} chrY variant(s): no analysed sample is male (sex from the "
+             ".fam/.psam/.sample)")
         return variant_index[~on_y]
     return variant_index

@@ -291,8 +291,9 @@ def write_bed(prefix: str | Path, dosage: np.ndarray, sample_table: pd.DataFrame
     if len(sample_table) != n or len(variant_table) != m:
         raise InputError("write_bed: dosage shape does not match the sample/variant tables")
     prefix = Path(prefix)
-    # dosage -> code: 2 -> 00, 1 -> 10, 0 -> 11, missing -> 01
-    codes = np.full((m, ((n + 3) // 4) * 4), 0b01, dtype=np.uint8)
+    # dosage -> code: 2 -> 00, 1 -> 10, 0 -> 11, missing -> 01; the padding fields of the last byte
+    # are 00, as plink writes them (plink2 2.00a3.5 counts 01 padding as missing calls)
+    codes = np.zeros((m, ((n + 3) // 4) * 4), dtype=np.uint8)
     with np.errstate(invalid="ignore"):
         valid = np.isfinite(dosage) & (dosage >= 0) if dosage.dtype.kind == "f" else dosage >= 0
         rounded = np.where(valid, np.rint(np.nan_to_num(dosage)), -1).astype(np.int8)

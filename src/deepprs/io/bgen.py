@@ -67,14 +67,16 @@ def read_sample_file(path: str | Path) -> pd.DataFrame:
         text = path.read_text()
     except UnicodeDecodeError as exc:
         raise InputError(f"{path} is not a text .sample file (byte {exc.start} is not UTF-8)") from None
-    lines = [line.split() for line in text.splitlines() if line.strip()]
+    numbered = [(number, line.split()) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    lines = [fields for _, fields in numbered]
+    line_number = [number for number, _ in numbered]
     if len(lines) < 3:
         raise InputError(f"{path}: a .sample file needs a header line, a type line and at least one sample")
     header = [name.upper() for name in lines[0]]
     if header[:2] != ["ID_1", "ID_2"]:
         raise InputError(f"{path}: the header must start with 'ID_1 ID_2' (found {' '.join(lines[0][:3])!r})")
     rows = lines[2:]
-    short = [number for number, row in enumerate(rows, start=3) if len(row) != len(header)]
+    short = [line_number[2 + row] for row, fields in enumerate(rows) if len(fields) != len(header)]
     if short:
         raise InputError(f"{path} line {short[0]}: expected {len(header)} columns ({' '.join(lines[0])})")
     table = pd.DataFrame(rows, columns=header)
@@ -84,8 +86,8 @@ def read_sample_file(path: str | Path) -> pd.DataFrame:
         invalid = ~np.isin(codes, ["0", "1", "2", "NA"])
         if invalid.any():
             first = int(invalid.argmax())
-            raise InputError(f"{path} line {first + 3}: invalid sex code {codes[first]!r} (use 1 = male, 2 = female, "
-                             "0 or NA = unknown)")
+            raise InputError(f"{path} line {line_number[2 + first]}: invalid sex code {codes[first]!r} (use 1 = male, "
+                             "2 = female, 0 or NA = unknown)")
         sex = np.where(codes == "1", 1, np.where(codes == "2", 2, 0))
     else:
         sex = np.zeros(n, dtype=int)

@@ -110,16 +110,19 @@ def run_qc(genotypes: GenotypeSource, *, maf: float | None = None, geno: float |
         # per-sample missingness is still reported
         counts = genotype_counts(genotypes, block_size=block_size, progress=False)
         sample_missing_rate = counts.sample_missing / max(m, 1)
-    a1_freq = stats["A1_FREQ"].to_numpy()
-    minor = np.minimum(a1_freq, 1 - a1_freq)
+    # minor allele frequency from the counts (1 - 0.9 < 0.1 in floating point); NaN without calls
+    a1_count = 2 * stats["HOM_A1_CT"].to_numpy() + stats["HET_CT"].to_numpy()
+    total = 2 * stats["OBS_CT"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        minor = np.minimum(a1_count, total - a1_count) / total
     reasons: dict[str, np.ndarray] = {}
     if geno is not None:
         reasons["geno"] = stats["MISSING_RATE"].to_numpy() > geno
     if hwe is not None:
         reasons["hwe"] = stats["HWE_P"].to_numpy() < hwe
     if maf is not None:
-        reasons["maf"] = ~(minor >= maf)
-    reasons["monomorphic"] = ~(minor > 0)
+        reasons["maf"] = minor < maf          # (as plink2: a variant without calls is not a --maf failure)
+    reasons["monomorphic"] = ~(minor > 0)     # ... but deepprs qc drops it as monomorphic
     fail = np.zeros(m, dtype=bool)
     reason_text = np.full(m, "", dtype=object)
     for name, mask in reasons.items():
@@ -300,7 +303,8 @@ def filter_statistics(genotypes: GenotypeSource, samples: np.ndarray, variants: 
 
     Returns
     -------
-    DataFrame with columns ``MISSING_RATE A1_FREQ HWE_P``, one row per entry of ``variants``
+    DataFrame with columns ``MISSING_RATE A1_FREQ MINOR_FREQ HWE_P``, one row per entry of ``variants``
+    (NaN where there is nothing to count: plink2's filters then keep the variant)
     """
     from deepprs.assoc.design import CHR_X, CHR_Y, chromosome_class
 
@@ -330,10 +334,14 @@ def filter_statistics(genotypes: GenotypeSource, samples: np.ndarray, variants: 
         other, males = sums["founder_other"], sums["founder_male"]
         other_observed = size["founder_other"] - other[not_observed]
         male_observed = size["founder_male"] - males[not_observed]
-        diploid = (other["a1"] + males["a1"]) / (2 * (other_observed + male_observed))
-        x_frequency = (other["a1"] + males["a1"] / 2) / (2 * other_observed + male_observed)
-        y_frequency = males["a1"] / (2 * male_observed)
-        a1_freq = np.where(kind == CHR_X, x_frequency, np.where(kind == CHR_Y, y_frequency, diploid))
+        # A1 allele count and allele total: diploid; chrX with a male call as one allele; chrY males
+        a1_count = np.where(kind == CHR_X, other["a1"] + males["a1"] / 2,
+                            np.where(kind == CHR_Y, males["a1"], other["a1"] + males["a1"]))
+        total = np.where(kind == CHR_X, 2 * other_observed + male_observed,
+                         np.where(kind == CHR_Y, 2 * male_observed, 2 * (other_observed + male_observed)))
+        a1_freq = a1_count / total
+        # from the counts, not 1 - A1_FREQ: 1 - 0.9 < 0.1 in floating point
+        minor_freq = np.minimum(a1_count, total - a1_count) / total
     hom_a1 = other["hom_a1"] + males["hom_a1"]
     het = other["het"] + males["het"]
     called = size["founder_other"] - other["missing"] + size["founder_male"] - males["missing"]
@@ -343,7 +351,7 @@ def filter_statistics(genotypes: GenotypeSource, samples: np.ndarray, variants: 
         hom_other = called[tested] - hom_a1[tested] - het[tested]
         hwe_p[tested] = hwe_exact_pvalues(hom_a1[tested].astype(np.int64), het[tested].astype(np.int64),
                                           hom_other.astype(np.int64))
-    return pd.DataFrame({"MISSING_RATE": missing_rate, "A1_FREQ": a1_freq, "HWE_P": hwe_p})
+    return pd.DataFrame({"MISSING_RATE": missing_rate, "A1_FREQ": a1_freq, "MINOR_FREQ": minor_freq, "HWE_P": hwe_p})
 
 
 def _hard_call_group_sums(genotypes: GenotypeSource, samples: np.ndarray, variants: np.ndarray,
@@ -465,9 +473,8 @@ class VariantFilter:
                 mask = ~fail & (stats["HWE_P"].to_numpy() < self.hwe)
                 removed["hwe"] = int(mask.sum())
                 fail |= mask
-            if self.maf is not None:
-                a1_freq = stats["A1_FREQ"].to_numpy()
-                mask = ~fail & ~(np.minimum(a1_freq, 1 - a1_freq) >= self.maf)
+            if self.maf is not None:  # as plink2: a variant without founder calls (NaN) passes
+                mask = ~fail & (stats["MINOR_FREQ"].to_numpy() < self.maf)
                 removed["maf"] = int(mask.sum())
                 fail |= mask
             index = index[~fail]
