@@ -96,7 +96,7 @@ def _compress(raw: bytes, compression: str | None) -> bytes:
 
 def write_bgen(path, probabilities, *, layout=2, compression="zlib", bits=8, phased=False,
                missing=None, sample_ids=None, variants=None, ploidy=None, n_alleles=None,
-               free_data=b"") -> np.ndarray:
+               free_data=b"", bgi=False) -> np.ndarray:
     """Write a BGEN file; return the stored second-allele dosages, float64 (n_variants, n_samples), NaN = missing.
 
     ``probabilities``: unphased (n_variants, n_samples, 3) = P(hom first), P(het), P(hom second); phased
@@ -141,9 +141,37 @@ def write_bgen(path, probabilities, *, layout=2, compression="zlib", bits=8, pha
     if sample_ids is not None:
         ids = b"".join(_str16(s) for s in sample_ids)
         samples = struct.pack("<II", 8 + len(ids), len(sample_ids)) + ids
+    prefix = struct.pack("<I", len(header) + len(samples)) + header + samples
     with open(path, "wb") as handle:
-        handle.write(struct.pack("<I", len(header) + len(samples)) + header + samples + b"".join(blocks))
+        handle.write(prefix + b"".join(blocks))
+    if bgi:
+        _write_bgi(f"{path}.bgi", variants, blocks, len(prefix))
     return truth
+
+
+def _write_bgi(path, variants, blocks, first_offset) -> None:
+    """A bgenix-style index: SQLite with the ``Variant`` table (one row per variant block, its file
+    span) and a ``Metadata`` table, as bgenix creates them."""
+    import sqlite3
+
+    Path(path).unlink(missing_ok=True)
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE Metadata (filename TEXT NOT NULL, file_size INT NOT NULL, last_write_time "
+                       "INT NOT NULL, first_1000_bytes BLOB NOT NULL, index_creation_time INT NOT NULL)")
+    connection.execute("CREATE TABLE Variant (chromosome TEXT NOT NULL, position INT NOT NULL, rsid TEXT NOT NULL, "
+                       "number_of_alleles INT NOT NULL, allele1 TEXT NOT NULL, allele2 TEXT NULL, "
+                       "file_start_position INT NOT NULL, size_in_bytes INT NOT NULL, PRIMARY KEY (chromosome, "
+                       "position, rsid, allele1, allele2, file_start_position)) WITHOUT ROWID")
+    offset = first_offset
+    rows = []
+    for var, block in zip(variants, blocks, strict=True):
+        alleles = list(var["alleles"])
+        rows.append((var["chrom"], var["pos"], var["rsid"], len(alleles), alleles[0],
+                     alleles[1] if len(alleles) > 1 else None, offset, len(block)))
+        offset += len(block)
+    connection.executemany("INSERT INTO Variant VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    connection.commit()
+    connection.close()
 
 
 def write_sample_file(path, fid, iid, sex=None) -> None:

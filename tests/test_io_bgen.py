@@ -13,6 +13,7 @@ import sys
 import zlib
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bgen_writer import write_bgen, write_sample_file
@@ -261,7 +262,7 @@ def test_wrong_magic_is_refused(tmp_path):
 def test_corrupt_compressed_data_is_refused(tmp_path):
     path, _ = write(tmp_path, bits=8)
     with BgenReader(path) as reader:
-        middle = int(reader._data_start[20] + reader._data_length[20] // 2)
+        middle = int(reader._index.data_start[20] + reader._index.data_length[20] // 2)
     data = bytearray(path.read_bytes())
     data[middle : middle + 16] = bytes(16)
     path.write_bytes(bytes(data))
@@ -337,3 +338,43 @@ def test_sample_file_sex_codes_and_encoding(tmp_path):
     (tmp_path / "cohort.sample").write_bytes(b"ID_1 ID_2 missing sex\n0 0 0 D\n\xff\xfe 1 0 1\n")
     with pytest.raises(InputError, match="not a text .sample file"):
         BgenReader(path)
+
+
+@pytest.mark.parametrize("layout, compression", [(2, "zlib"), (2, None), (1, "zlib"), (1, None)])
+def test_bgi_index_gives_the_same_reads_without_scanning(tmp_path, monkeypatch, layout, compression):
+    """With a bgenix .bgi beside the .bgen the variant table and block spans come from the index (the
+    variant blocks are not scanned at open); reads equal those of a scan. A variant without an rsid
+    gets its SNP id from the file."""
+    import deepprs.io.bgen as bgen
+
+    variants = [{"chrom": "1", "pos": 1000 * (j + 1), "id": f"snp{j}", "rsid": "" if j == 7 else f"rs{j}",
+                 "alleles": ["A", "G"]} for j in range(N_VARIANTS)]
+    path, truth = write(tmp_path, seed=61, layout=layout, compression=compression, variants=variants, bgi=True)
+    assert (tmp_path / "x.bgen.bgi").exists()
+    monkeypatch.setattr(bgen, "scan_variants", lambda *args: pytest.fail("the .bgi should spare the scan"))
+    with BgenReader(path) as reader:
+        assert reader.variant_table["id"].tolist()[6:9] == ["rs6", "snp7", "rs8"]
+        check_reads(path, truth)
+        indexed = reader.variant_table
+    monkeypatch.undo()
+    (tmp_path / "x.bgen.bgi").unlink()
+    with BgenReader(path) as reader:
+        pd.testing.assert_frame_equal(reader.variant_table, indexed)
+
+
+def test_stale_bgi_index_is_ignored_with_a_warning(tmp_path):
+    import sqlite3
+
+    path, truth = write(tmp_path, seed=62, bgi=True)
+    connection = sqlite3.connect(tmp_path / "x.bgen.bgi")                # one variant missing from the index
+    connection.execute("DELETE FROM Variant WHERE position = 5000")
+    connection.commit()
+    connection.close()
+    with pytest.warns(UserWarning, match="does not describe"):
+        reader = BgenReader(path)
+    with reader:                                                           # the file was scanned instead
+        assert reader.n_variants == N_VARIANTS
+        assert_dosage(reader.read(dtype=np.float64), truth.T)
+    (tmp_path / "x.bgen.bgi").write_bytes(b"not a database")
+    with pytest.warns(UserWarning, match="cannot be read as a bgenix index"), BgenReader(path) as reader:
+        assert_dosage(reader.read(dtype=np.float64), truth.T)

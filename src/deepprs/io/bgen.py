@@ -24,8 +24,9 @@ Samples come from the ``.sample`` file beside the ``.bgen`` (``ID_1 ID_2 missing
 then a type line; ``ID_1`` = FID, ``ID_2`` = IID) when present, otherwise from the IDs stored in the
 BGEN (FID = IID), otherwise ``sample_0``, ``sample_1``, ...
 
-Opening a file scans its variant headers once (no index file is written; the input is never
-modified). Reads take a block of variants at a time: the compressed data of consecutive variants
+Opening a file reads the variant table from a bgenix ``.bgi`` index beside it (``file.bgen.bgi``)
+when there is one that matches the file, else scans the variant headers once (no index file is
+written; the input is never modified). Reads take a block of variants at a time: the compressed data of consecutive variants
 is read with one ``pread``, each variant is decompressed (zlib and zstd release the GIL, so two
 prefetch threads decode at once), and the probabilities of all the block's variants are
 unpacked together.
@@ -36,6 +37,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,21 +167,75 @@ def read_sample_ids(data: mmap.mmap, header: BgenHeader, path: Path) -> list[str
 
 @dataclass(frozen=True)
 class VariantIndex:
-    """What :func:`scan_variants` found: the variant table and where each variant's genotype data is.
+    """Where each variant's data is, and the variant table.
 
     Attributes
     ----------
     variant_table : DataFrame
         ``chrom pos id ref alt a1 cm``.
-    data_start : ndarray of int64, shape (M,)
-        File offset of each variant's genotype data block (after its length field, if any).
-    data_length : ndarray of int64, shape (M,)
-        Its length in bytes.
+    block_start, block_end : ndarray of int64, shape (M,)
+        File span of each variant block (identifying data + genotype data).
+    data_start, data_length : ndarray of int64, shape (M,), or None
+        Span of each variant's genotype data block (after its length field, if any), when known
+        (a scan finds them; from a ``.bgi`` index they are parsed when the variants are read).
     """
 
     variant_table: pd.DataFrame
-    data_start: np.ndarray
-    data_length: np.ndarray
+    block_start: np.ndarray
+    block_end: np.ndarray
+    data_start: np.ndarray | None = None
+    data_length: np.ndarray | None = None
+
+
+def parse_variant_header(data, pos: int, header: BgenHeader) -> tuple[bytes, bytes, bytes, int, int, list[bytes],
+                                                                       int, int]:
+    """The identifying data of the variant block at ``pos``: (snp id, rsid, chromosome, position,
+    number of alleles, alleles, genotype data start, genotype data length). Raises ``struct.error``
+    when the block runs past the end of ``data``."""
+    unpack = struct.unpack_from
+    if header.layout == 1:
+        pos += 4                                                           # N, repeated per variant
+    fields = []
+    for _ in range(3):                                                     # SNP id, rsid, chromosome
+        (length,) = unpack("<H", data, pos)
+        fields.append(bytes(data[pos + 2 : pos + 2 + length]))
+        pos += 2 + length
+    if header.layout == 2:
+        position, n_alleles = unpack("<IH", data, pos)
+        pos += 6
+    else:
+        position, n_alleles = unpack("<I", data, pos)[0], 2
+        pos += 4
+    alleles = []
+    for _ in range(n_alleles):
+        (length,) = unpack("<I", data, pos)
+        alleles.append(bytes(data[pos + 4 : pos + 4 + length]))
+        pos += 4 + length
+    if header.layout == 1 and header.compression is None:
+        length = 6 * header.n_samples
+    else:
+        (length,) = unpack("<I", data, pos)
+        pos += 4
+    if pos + length > len(data):
+        raise struct.error("past the end")
+    return fields[0], fields[1], fields[2], position, n_alleles, alleles, pos, length
+
+
+def _refuse_multiallelic(path: Path, number: int, name: str, n_alleles: int) -> None:
+    raise InputError(f"{path}: variant {number} ({name}) has {n_alleles} alleles; only biallelic variants are "
+                     "supported (split or drop them: plink2 --max-alleles 2)")
+
+
+def _variant_table(chrom: list, position: np.ndarray, ids: list, ref: list, alt: list) -> pd.DataFrame:
+    table = pd.DataFrame({
+        "chrom": [_text(value) if isinstance(value, bytes) else value for value in chrom], "pos": position,
+        "id": [_text(value) if isinstance(value, bytes) else value for value in ids],
+        "ref": [_text(value) if isinstance(value, bytes) else value for value in ref],
+        "alt": [_text(value) if isinstance(value, bytes) else value for value in alt],
+    })
+    table["a1"] = table["alt"]
+    table["cm"] = 0.0
+    return table[VARIANT_COLUMNS]
 
 
 def scan_variants(data: mmap.mmap, header: BgenHeader, path: Path) -> VariantIndex:
@@ -188,62 +244,71 @@ def scan_variants(data: mmap.mmap, header: BgenHeader, path: Path) -> VariantInd
     ``ID`` is the rsid, or the variant's SNP id where the rsid is empty. Multi-allelic variants
     and variants whose data run past the end of the file are an :class:`InputError`.
     """
-    m, layout, size = header.n_variants, header.layout, len(data)
-    uncompressed_v1 = layout == 1 and header.compression is None
+    m = header.n_variants
     chrom, position, ids, ref, alt = [], np.zeros(m, dtype=np.int64), [], [], []
-    data_start, data_length = np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64)
-    unpack = struct.unpack_from
+    block_start, data_start, data_length = (np.zeros(m, dtype=np.int64) for _ in range(3))
     pos = header.first_variant
     j = 0
     try:
         for j in range(m):
-            if layout == 1:
-                pos += 4                                                  # N, repeated per variant
-            (length,) = unpack("<H", data, pos)
-            snp_id = data[pos + 2 : pos + 2 + length]
-            pos += 2 + length
-            (length,) = unpack("<H", data, pos)
-            rsid = data[pos + 2 : pos + 2 + length]
-            pos += 2 + length
-            (length,) = unpack("<H", data, pos)
-            chrom.append(data[pos + 2 : pos + 2 + length])
-            pos += 2 + length
-            if layout == 2:
-                position[j], n_alleles = unpack("<IH", data, pos)
-                pos += 6
-            else:
-                position[j], n_alleles = unpack("<I", data, pos)[0], 2
-                pos += 4
+            block_start[j] = pos
+            snp_id, rsid, code, position[j], n_alleles, alleles, data_start[j], data_length[j] = \
+                parse_variant_header(data, pos, header)
             if n_alleles != 2:
-                raise InputError(f"{path}: variant {j + 1} ({_text(rsid or snp_id)}) has {n_alleles} alleles; only "
-                                 "biallelic variants are supported (split or drop them: plink2 --max-alleles 2)")
-            (length,) = unpack("<I", data, pos)
-            ref.append(data[pos + 4 : pos + 4 + length])
-            pos += 4 + length
-            (length,) = unpack("<I", data, pos)
-            alt.append(data[pos + 4 : pos + 4 + length])
-            pos += 4 + length
-            if uncompressed_v1:
-                length = 6 * header.n_samples
-            else:
-                (length,) = unpack("<I", data, pos)
-                pos += 4
-            data_start[j], data_length[j] = pos, length
-            pos += length
+                _refuse_multiallelic(path, j + 1, _text(rsid or snp_id), n_alleles)
+            chrom.append(code)
             ids.append(rsid if rsid else snp_id)
-            if pos > size:
-                raise struct.error
+            ref.append(alleles[0])
+            alt.append(alleles[1])
+            pos = int(data_start[j] + data_length[j])
     except struct.error:
         raise InputError(f"{path} is truncated: variant {j + 1} of {m} runs past the end of the file "
-                         f"({size} bytes)") from None
-    table = pd.DataFrame({
-        "chrom": [_text(value) for value in chrom], "pos": position,
-        "id": [_text(value) for value in ids], "ref": [_text(value) for value in ref],
-        "alt": [_text(value) for value in alt],
-    })
-    table["a1"] = table["alt"]
-    table["cm"] = 0.0
-    return VariantIndex(table[VARIANT_COLUMNS], data_start, data_length)
+                         f"({len(data)} bytes)") from None
+    return VariantIndex(_variant_table(chrom, position, ids, ref, alt), block_start, data_start + data_length,
+                        data_start, data_length)
+
+
+def read_bgi(bgi_path: Path, header: BgenHeader, data, path: Path) -> VariantIndex | None:
+    """The variant table and block spans from a bgenix ``.bgi`` index (SQLite, table ``Variant``),
+    so opening a large BGEN does not touch every variant block. None, with a warning, when the
+    index does not describe this file (another variant count, gaps, blocks beyond the end); the
+    caller then scans the file. Variants without an rsid get their SNP id from the file."""
+    import sqlite3
+
+    try:
+        connection = sqlite3.connect(f"file:{bgi_path}?mode=ro", uri=True)
+        try:
+            rows = connection.execute(
+                "SELECT chromosome, position, rsid, number_of_alleles, allele1, allele2, file_start_position, "
+                "size_in_bytes FROM Variant ORDER BY file_start_position").fetchall()
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        warnings.warn(f"{bgi_path} cannot be read as a bgenix index ({exc}); scanning {path} instead", stacklevel=3)
+        return None
+    m = header.n_variants
+    starts = np.fromiter((row[6] for row in rows), dtype=np.int64, count=len(rows))
+    sizes = np.fromiter((row[7] for row in rows), dtype=np.int64, count=len(rows))
+    ends = starts + sizes
+    if (len(rows) != m or (m and (starts[0] != header.first_variant or ends[-1] > len(data)))
+            or (m > 1 and not np.array_equal(starts[1:], ends[:-1]))):
+        warnings.warn(f"{bgi_path} does not describe {path} ({len(rows)} indexed variants, {m} in the file); "
+                      "scanning the file instead", stacklevel=3)
+        return None
+    ids = []
+    for j, row in enumerate(rows):
+        if row[3] != 2:
+            _refuse_multiallelic(path, j + 1, str(row[2]), int(row[3]))
+        rsid = row[2]
+        if not rsid:  # the index has no SNP id column: read it from the variant's own header
+            try:
+                rsid = _text(parse_variant_header(data, int(starts[j]), header)[0])
+            except struct.error:
+                raise InputError(f"{path} is truncated: variant {j + 1} of {m} runs past the end of the file") from None
+        ids.append(rsid)
+    table = _variant_table([str(row[0]) for row in rows], np.fromiter((row[1] for row in rows), np.int64, len(rows)),
+                           ids, [row[4] for row in rows], [row[5] for row in rows])
+    return VariantIndex(table, starts, ends)
 
 
 def zlib_module():
@@ -444,13 +509,16 @@ class BgenReader(GenotypeSource):
             with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as data:
                 self.header = read_header(data, path)
                 stored_ids = read_sample_ids(data, self.header, path) if self.header.has_sample_ids else None
-                index = scan_variants(data, self.header, path)
+                bgi = Path(f"{path}.bgi")
+                index = read_bgi(bgi, self.header, data, path) if bgi.exists() else None
+                if index is None:
+                    index = scan_variants(data, self.header, path)
         except BaseException:
             os.close(fd)
             raise
         self._fd = fd
         try:
-            self._data_start, self._data_length = index.data_start, index.data_length
+            self._index = index
             self._decompress = _decompressor(self.header.compression, path)
             sample_path = Path(sample_path) if sample_path is not None else path.with_suffix(".sample")
             n = self.header.n_samples
@@ -475,7 +543,13 @@ class BgenReader(GenotypeSource):
         are read with one ``pread``)."""
         if self._fd is None:
             raise InputError(f"{self.path} is closed")
-        start, length = self._data_start[variant_index], self._data_length[variant_index]
+        index = self._index
+        parse = index.data_start is None  # from a .bgi: read whole variant blocks, parse their headers
+        if parse:
+            start, length = index.block_start[variant_index], index.block_end[variant_index] - index.block_start[
+                variant_index]
+        else:
+            start, length = index.data_start[variant_index], index.data_length[variant_index]
         compressed = self.header.compression is not None
         layout2 = self.header.layout == 2
         payloads: list[bytes] = []
@@ -493,6 +567,14 @@ class BgenReader(GenotypeSource):
                 raise InputError(f"{self.path} is truncated (a read at byte {first} came up short)")
             for position in run:
                 chunk = raw[int(start[position]) - first : int(start[position] + length[position]) - first]
+                if parse:
+                    try:
+                        data_at, data_length = parse_variant_header(chunk, 0, self.header)[6:]
+                    except struct.error:
+                        raise InputError(f"{self.path}: the variant block of "
+                                         f"{self.variant_table['id'].iat[int(variant_index[position])]} is "
+                                         "shorter than its .bgi entry says") from None
+                    chunk = chunk[data_at : data_at + data_length]
                 if not compressed:
                     payloads.append(bytes(chunk))
                     continue
