@@ -70,6 +70,9 @@ def test_linear_matches_plink2_on_sex_chromosomes(tmp_path, bim, fam, pheno, cov
     for column in ("BETA", "SE"):                                  # plink2 prints 6 significant digits
         np.testing.assert_allclose(ours[column], ref[column], rtol=2e-5)
     np.testing.assert_allclose(-np.log10(ours["P"]), -np.log10(ref["P"]), atol=1e-4)
+    log = " ".join((tmp_path / f"ours_{bim}_{fam}_{pheno}.log").read_text().split())
+    assert ("chrX: SEX added as a covariate" in log) == (fam in ("mixed", "known"))   # the log says what was done
+    assert ("chrY: tested in the" in log) == (fam != "unknown")
 
 
 def test_logistic_matches_plink2_on_sex_chromosomes(tmp_path):

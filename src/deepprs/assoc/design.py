@@ -51,6 +51,13 @@ def chromosome_class(codes: np.ndarray | pd.Series) -> np.ndarray:
     return np.where(np.isin(plink, [CHR_X, CHR_Y, CHR_MT]), plink, AUTOSOMAL).astype(object)
 
 
+def note(message: str) -> None:
+    """An informational line in the active run log (nothing outside a command)."""
+    run = current_run()
+    if run is not None:
+        run.info(message)
+
+
 def warn(message: str) -> None:
     """Warn through the active run log (when inside a command) and the ``warnings`` module."""
     run = current_run()
@@ -186,11 +193,16 @@ def build_design(
         male, female = sex == 1, sex == 2
         if sex_chromosome == CHR_Y:
             used &= male
+            note(f"phenotype(s) {', '.join(pheno_names)}, chrY: tested in the {int(used.sum())} male samples "
+                 "(as plink2 --glm)")
             if not used.any():
                 raise InputError(f"phenotype(s) {', '.join(pheno_names)}: no male sample has the phenotype and "
                                  "covariates, so chrY variants cannot be tested (plink2 stops too); leave them out "
                                  "(--chr / --exclude) or test this phenotype on its own")
         elif (used & male).any() and (used & female).any():
+            unknown = int((used & ~(male | female)).sum())
+            note(f"phenotype(s) {', '.join(pheno_names)}, chrX: SEX added as a covariate"
+                 + (f"; {unknown} sample(s) of unknown sex left out there" if unknown else "") + " (as plink2 --glm)")
             used &= male | female
             sex_column = np.where(male, 1.0, 2.0)[:, None]
             covariates = sex_column if covariates is None else np.column_stack([covariates, sex_column])

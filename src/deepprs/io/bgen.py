@@ -26,10 +26,10 @@ BGEN (FID = IID), otherwise ``sample_0``, ``sample_1``, ...
 
 Opening a file reads the variant table from a bgenix ``.bgi`` index beside it (``file.bgen.bgi``)
 when there is one that matches the file, else scans the variant headers once (no index file is
-written; the input is never modified). Reads take a block of variants at a time: the compressed data of consecutive variants
-is read with one ``pread``, each variant is decompressed (zlib and zstd release the GIL, so two
-prefetch threads decode at once), and the probabilities of all the block's variants are
-unpacked together.
+written; the input is never modified). Reads take a block of variants at a time: the compressed
+data of consecutive variants is read with one ``pread``, each variant is decompressed (zlib and
+zstd release the GIL, so two prefetch threads decode at once), and the probabilities of all the
+block's variants are unpacked together.
 """
 
 from __future__ import annotations
