@@ -69,6 +69,23 @@ def read_rows(fd: int, first: int, out: np.ndarray) -> np.ndarray:
     return out
 
 
+def exclusion_mask(weight: np.ndarray) -> np.ndarray:
+    """Per-byte OR mask that turns the ``.bed`` code of every zero-weight column into 11
+    (homozygous A2: dosage 0, not missing), so byte lookups only count the used samples.
+
+    Parameters
+    ----------
+    weight : ndarray, shape (4 * bytes,)
+        Sample weights in dosage-column order (0 = not used, including padding columns).
+
+    Returns
+    -------
+    ndarray of uint8, shape (bytes,)
+    """
+    excluded = (np.asarray(weight) == 0).reshape(-1, 4).astype(np.uint8)
+    return (excluded * np.array([3, 12, 48, 192], dtype=np.uint8)).sum(axis=1).astype(np.uint8)
+
+
 def mask_words(or_mask: np.ndarray) -> np.ndarray | None:
     """An :func:`exclusion_mask` as 64-bit words matching :func:`as_words` rows; ``None`` when it
     excludes nothing.
@@ -108,10 +125,10 @@ def genotype_word_counts(words: np.ndarray, or_words: np.ndarray | None = None) 
     words (:func:`as_words`), over the samples ``or_words`` (:func:`mask_words`) keeps: three
     bit-parallel passes with popcounts -> three (b,) int64 arrays. An excluded field reads as code 11
     (homozygous A2, not missing), so it is counted in none of them."""
+    hom_a1 = hom_a1_word_counts(words, or_words)                                              # code 00
     if or_words is not None:
         words = words | or_words
     high = words >> _ONE
-    hom_a1 = np.bitwise_count(~(words | high) & _LOW_BITS).sum(axis=1, dtype=np.int64)       # code 00
     het = np.bitwise_count(high & ~words & _LOW_BITS).sum(axis=1, dtype=np.int64)             # code 10
     missing = np.bitwise_count(words & ~high & _LOW_BITS).sum(axis=1, dtype=np.int64)         # code 01
     return hom_a1, het, missing
@@ -212,7 +229,7 @@ class ScannedBlock:
 
 
 def padding_mask(n_samples: int) -> np.ndarray:
-    """OR mask (see :func:`deepprs.assoc.blocks.exclusion_mask`) that excludes only the padding
+    """OR mask (see :func:`exclusion_mask`) that excludes only the padding
     fields of the last byte of a ``.bed`` row of ``n_samples`` samples -> (ceil(n / 4),) uint8."""
     n_bytes = (n_samples + 3) // 4
     mask = np.zeros(n_bytes, dtype=np.uint8)

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from deepprs.assoc.bedscan import (
+from deepprs.assoc.bedscan import (  # noqa: F401  (exclusion_mask: re-exported)
     as_words,
+    exclusion_mask,
     hom_a1_word_counts,
     mask_words,
     missing_word_calls,
@@ -123,23 +124,6 @@ class DosageBlock:
     words: np.ndarray | None = None
     buffer: BlockBuffers | None = None
     hom_a1_all: np.ndarray | None = None
-
-
-def exclusion_mask(weight: np.ndarray) -> np.ndarray:
-    """Per-byte OR mask that turns the ``.bed`` code of every zero-weight column into 11
-    (homozygous A2: dosage 0, not missing), so byte lookups only count the used samples.
-
-    Parameters
-    ----------
-    weight : ndarray, shape (4 * bytes,)
-        Sample weights in dosage-column order (0 = not used, including padding columns).
-
-    Returns
-    -------
-    ndarray of uint8, shape (bytes,)
-    """
-    excluded = (np.asarray(weight) == 0).reshape(-1, 4).astype(np.uint8)
-    return (excluded * np.array([3, 12, 48, 192], dtype=np.uint8)).sum(axis=1).astype(np.uint8)
 
 
 def hom_a1_counts(packed: np.ndarray, or_mask: np.ndarray) -> np.ndarray:

@@ -71,7 +71,7 @@ from deepprs.assoc.design import (
 )
 from deepprs.assoc.vif import MAX_CORR, MAX_VIF, VIF_INFINITE, check_limits, errcode_strings
 from deepprs.errors import InputError
-from deepprs.io.genotypes import GenotypeSource, as_index
+from deepprs.io.genotypes import GenotypeSource, as_index, sample_sex
 from deepprs.utils.device import resolve_device
 from deepprs.utils.runlog import track
 
@@ -502,16 +502,6 @@ def grid_blocks(segment: np.ndarray, block_size: int) -> list[np.ndarray]:
     cell = segment // block_size
     breaks = np.flatnonzero(np.diff(cell)) + 1
     return np.split(segment, breaks)
-
-
-def sample_sex(genotypes: GenotypeSource, sample_index: np.ndarray) -> np.ndarray:
-    """Sex of the analysed samples from the genotype file's sample table: 1 = male, 2 = female,
-    0 = unknown -> (n,) int."""
-    table = genotypes.sample_table
-    if "sex" not in table:
-        return np.zeros(len(sample_index), dtype=int)
-    sex = pd.to_numeric(table["sex"], errors="coerce").fillna(0).to_numpy()[sample_index]
-    return np.where(np.isin(sex, [1, 2]), sex, 0).astype(int)
 
 
 def haploid_scale(variant_table: pd.DataFrame, index: np.ndarray) -> np.ndarray:

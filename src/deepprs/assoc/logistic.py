@@ -23,11 +23,10 @@ from deepprs.assoc.linear import (
     chromosome_segments,
     haploid_scale,
     prepare_inputs,
-    sample_sex,
 )
 from deepprs.assoc.vif import MAX_CORR, MAX_VIF, check_limits, correlation_checks, errcode_strings, masked_sscp
 from deepprs.errors import InputError
-from deepprs.io.genotypes import GenotypeSource
+from deepprs.io.genotypes import GenotypeSource, sample_sex
 from deepprs.utils.device import resolve_device
 from deepprs.utils.runlog import track
 

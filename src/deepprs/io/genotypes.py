@@ -171,6 +171,16 @@ class GenotypeSource(abc.ABC):
                 f"n_variants={self.n_variants})")
 
 
+def sample_sex(genotypes: GenotypeSource, sample_index: np.ndarray) -> np.ndarray:
+    """Sex of the analysed samples from the genotype file's sample table: 1 = male, 2 = female,
+    0 = unknown -> (n,) int."""
+    table = genotypes.sample_table
+    if "sex" not in table:
+        return np.zeros(len(sample_index), dtype=int)
+    sex = pd.to_numeric(table["sex"], errors="coerce").fillna(0).to_numpy()[sample_index]
+    return np.where(np.isin(sex, [1, 2]), sex, 0).astype(int)
+
+
 def check_unique_ids(sample_table: pd.DataFrame, variant_table: pd.DataFrame, source: str, *,
                      allow_duplicate_variant_ids: bool = False) -> None:
     """Raise on duplicate (FID, IID) pairs; duplicate variant IDs raise unless allowed."""

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from deepprs.errors import InputError
-from deepprs.io.genotypes import GenotypeSource
+from deepprs.io.genotypes import GenotypeSource, sample_sex
 from deepprs.qc.prune import ld_prune
 from deepprs.qc.stats import genotype_counts, hwe_exact_pvalues, variant_stats
 from deepprs.utils.runlog import atomic_output
@@ -311,9 +311,7 @@ def filter_statistics(genotypes: GenotypeSource, samples: np.ndarray, variants: 
     samples = np.asarray(samples, dtype=np.int64)
     variants = np.asarray(variants, dtype=np.int64)
     table = genotypes.sample_table.iloc[samples]
-    sex = (pd.to_numeric(table["sex"], errors="coerce").fillna(0).to_numpy() if "sex" in table
-           else np.zeros(len(samples)))
-    male = sex == 1
+    male = sample_sex(genotypes, samples) == 1
     founder = np.ones(len(samples), dtype=bool)
     for parent in ("father", "mother"):
         if parent in table:
@@ -358,7 +356,7 @@ def _hard_call_group_sums(genotypes: GenotypeSource, samples: np.ndarray, varian
                           groups: dict[str, np.ndarray], block_size: int) -> dict[str, dict[str, np.ndarray]]:
     """Per group of ``samples``: homozygous-A1, heterozygous and missing call counts and A1 allele
     counts per variant (``.bed``: popcounts on the packed bytes; others: int8 reads)."""
-    from deepprs.assoc.bedscan import as_words, genotype_word_counts, mask_words
+    from deepprs.assoc.bedscan import as_words, exclusion_mask, genotype_word_counts, mask_words
     from deepprs.io.bed import BedReader
 
     m = len(variants)
@@ -369,9 +367,7 @@ def _hard_call_group_sums(genotypes: GenotypeSource, samples: np.ndarray, varian
         for name, mask in groups.items():
             weight = np.zeros(width)
             weight[samples[mask]] = 1.0
-            excluded = (weight == 0).reshape(-1, 4).astype(np.uint8)
-            or_words[name] = mask_words((excluded * np.array([3, 12, 48, 192], dtype=np.uint8)).sum(axis=1)
-                                        .astype(np.uint8))
+            or_words[name] = mask_words(exclusion_mask(weight))
         for start in range(0, m, block_size):
             words = as_words(genotypes.packed_variant_major(variants[start : start + block_size]))
             for name in groups:
