@@ -775,6 +775,28 @@ def test_word_kernels_on_row_widths_that_are_multiples_of_8():
     np.testing.assert_array_equal(variant, np.repeat([0, 1], 32))
 
 
+def test_int8_call_kernels_with_reused_scratch_buffers():
+    """Missing-call positions and per-row counts of int8 calls, into scratch buffers larger than
+    the block (as the scan and the .pgen reader reuse them), equal numpy's direct answers."""
+    from deepprs.assoc.bedscan import count_equal_int8, count_scratch, negative_int8
+
+    rng = np.random.default_rng(3)
+    negative = np.empty((12, 21), dtype=np.bool_)
+    equal = count_scratch(12, 21)
+    assert equal.shape == (12, 24)
+    for rows, columns in ((12, 21), (5, 21), (12, 7), (1, 1)):
+        calls = rng.choice(np.array([-9, 0, 1, 2], dtype=np.int8), size=(rows, columns), p=[0.1, 0.4, 0.3, 0.2])
+        variant, sample = negative_int8(calls, dtype=np.int32, scratch=negative)
+        expected_variant, expected_sample = np.nonzero(calls < 0)
+        np.testing.assert_array_equal(variant, expected_variant)
+        np.testing.assert_array_equal(sample, expected_sample)
+        assert variant.dtype == np.int32
+        for value in (2, 0):
+            np.testing.assert_array_equal(count_equal_int8(calls, value, equal), (calls == value).sum(axis=1))
+    empty_variant, empty_sample = negative_int8(np.zeros((3, 4), dtype=np.int8), scratch=negative)
+    assert len(empty_variant) == len(empty_sample) == 0
+
+
 def test_background_pgen_scan_matches_direct_decoding(tmp_path):
     """The start-up scan of a hard-call .pgen (pgenlib in a forked child): its missing calls and
     homozygous-ALT counts, and a GWAS that takes them, equal decoding in the reader."""

@@ -132,3 +132,45 @@ def test_track_yields_everything_and_peak_memory():
     before = peak_memory_mb()
     block = np.ones(40 * 2**20 // 8)                  # 40 MiB touched
     assert peak_memory_mb() >= before and peak_memory_mb() >= block.nbytes / 2**20
+
+
+def test_collection_deferred_by_the_executable_resumes_when_the_command_runs(tmp_path):
+    """The ``deepprs`` executable starts with the garbage collector off (imports); every command's
+    body must run with it back on, or a long training run would never free reference cycles."""
+    import gc
+
+    from deepprs.cli.common import COLLECTION_DEFERRED, defer_collection, run_logged
+
+    states = []
+    try:
+        defer_collection()
+        assert not gc.isenabled() and COLLECTION_DEFERRED[0]
+        run_logged(str(tmp_path / "run"), "test", lambda log: states.append(gc.isenabled()), quiet=True)
+    finally:
+        COLLECTION_DEFERRED[0] = False
+        gc.enable()
+    assert states == [True]
+    assert not COLLECTION_DEFERRED[0]
+
+
+def test_executable_runs_a_command_with_the_collector_on(tmp_path):
+    """End to end through the console entry point (a subprocess: it exits with os._exit)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import gc, sys\n"
+        "import deepprs.utils.runlog as runlog\n"
+        "original = runlog.RunLog.__enter__\n"
+        "def enter(self):\n"
+        "    print('collector', gc.isenabled(), file=sys.stderr)\n"
+        "    return original(self)\n"
+        "runlog.RunLog.__enter__ = enter\n"
+        "from deepprs.cli.main import entry\n"
+        "sys.argv = ['deepprs', 'simulate-genotypes', '--n-samples', '20', '--n-variants', '30', '--quiet',\n"
+        f"            '--out', {str(tmp_path / 'g')!r}]\n"
+        "entry()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "collector True" in result.stderr

@@ -45,3 +45,26 @@ def test_bad_command_lines_print_a_usage_error_not_a_traceback(capsys):
         assert exit_info.value.code == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
+
+
+def test_set_threads_limits_torch_and_the_blas_pools():
+    """--threads caps every pool, as plink2's does: torch, the BLAS libraries numpy and scipy
+    loaded (threadpoolctl) and, through the environment, those loaded later (a subprocess: the
+    limits are process-wide)."""
+    import json
+    import subprocess
+    import sys
+
+    script = (
+        "import json, os, numpy, scipy.linalg, torch\n"
+        "from threadpoolctl import threadpool_info\n"
+        "from deepprs.utils.device import set_threads\n"
+        "set_threads(1)\n"
+        "blas = [pool['num_threads'] for pool in threadpool_info() if pool['user_api'] == 'blas']\n"
+        "print(json.dumps([torch.get_num_threads(), blas, os.environ['OPENBLAS_NUM_THREADS']]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    torch_threads, blas_threads, variable = json.loads(result.stdout.strip().splitlines()[-1])
+    assert torch_threads == 1 and variable == "1"
+    assert blas_threads and all(count == 1 for count in blas_threads)

@@ -53,7 +53,7 @@ BYTE_TO_COUNTS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass
 class BlockBuffers:
     """Reusable memory for decoding blocks of up to ``rows`` variants (fresh pages cost the kernel
     a zeroing pass each, ~30% of the decoding time).
@@ -66,11 +66,17 @@ class BlockBuffers:
         ``.bed``: the raw bytes.
     values : ndarray of float64, shape (rows, n_samples)
         Dosage data (BGEN): the zero-filled dosages.
+    calls : ndarray of int8, shape (rows, n_samples)
+        Hard calls of a ``.pgen`` (pgenlib's variant-major int8).
+    negative : ndarray of bool, shape (rows, n_samples)
+        Scratch for finding the missing calls among ``calls`` (made when first needed).
     """
 
     decoded: np.ndarray | None = None
     packed: np.ndarray | None = None
     values: np.ndarray | None = None
+    calls: np.ndarray | None = None
+    negative: np.ndarray | None = None
 
     @classmethod
     def fits(cls, buffers: BlockBuffers | None, rows: int, n_bytes: int) -> BlockBuffers:
@@ -87,6 +93,14 @@ class BlockBuffers:
                 and buffers.values.shape[1] == n_samples):
             return buffers
         return cls(values=np.empty((rows, n_samples)))
+
+    @classmethod
+    def fits_calls(cls, buffers: BlockBuffers | None, rows: int, n_samples: int) -> BlockBuffers:
+        """``buffers`` if its ``calls`` hold (rows, n_samples) int8 hard calls, else a new buffer."""
+        if (buffers is not None and buffers.calls is not None and buffers.calls.shape[0] >= rows
+                and buffers.calls.shape[1] == n_samples):
+            return buffers
+        return cls(calls=np.empty((rows, n_samples), dtype=np.int8))
 
 
 @dataclass(frozen=True)
@@ -109,8 +123,8 @@ class DosageBlock:
         ``packed`` as 64-bit words, rows padded with code 11 (see
         :func:`~deepprs.assoc.bedscan.hom_a1_word_counts`); None when a scan supplied the counts.
     buffer : BlockBuffers, optional
-        The buffers ``dosage`` and ``packed`` are views of (``.bed`` input); reusable once the
-        block is done.
+        The buffers ``dosage`` (and ``packed``) are views of (``.bed``, hard-call ``.pgen`` and
+        BGEN input); reusable once the block is done.
     hom_a1_all : ndarray of int64, shape (b,), optional
         Homozygous-A1 calls over all samples of the file, when a background
         :mod:`~deepprs.assoc.bedscan` scan already counted them.
@@ -272,16 +286,23 @@ def read_dosage_block(
             values[missing] = 0.0
         dosage = torch.from_numpy(values)
     else:
-        packed = words = buffer = hom_a1_all = None
+        packed = words = hom_a1_all = None
         scanned = None
         if hasattr(source, "read_variant_major_i8"):  # .pgen: pgenlib's own variant-major layout
-            raw = source.read_variant_major_i8(block_index)  # (b, n), negative = missing
+            buffer = BlockBuffers.fits_calls(buffer, len(block_index), source.n_samples)
+            # (b, n), negative = missing; into a reused buffer (a fresh 40 MB block is 10,000 page faults)
+            raw = source.read_variant_major_i8(block_index, out=buffer.calls[: len(block_index)])
             scanned = scanned_block(source.path, block_index)  # a start-up scan of the .pgen, if one ran
         else:
+            buffer = None
             raw = np.ascontiguousarray(source.read(None, block_index, dtype=np.int8, missing="raw").T)
         if scanned is not None:
             hom_a1_all = scanned.hom_a1_all
             missing_variant, missing_sample = scanned.missing_variant, scanned.missing_sample
+        elif buffer is not None:
+            if buffer.negative is None:
+                buffer.negative = np.empty(buffer.calls.shape, dtype=np.bool_)
+            missing_variant, missing_sample = negative_int8(raw, scratch=buffer.negative)
         else:
             missing_variant, missing_sample = negative_int8(raw)
         raw[missing_variant, missing_sample] = 0  # (faster than np.maximum over the whole block)

@@ -72,7 +72,7 @@ from deepprs.assoc.design import (
 from deepprs.assoc.vif import MAX_CORR, MAX_VIF, VIF_INFINITE, check_limits, errcode_strings
 from deepprs.errors import InputError
 from deepprs.io.genotypes import GenotypeSource, as_index, sample_sex
-from deepprs.utils.device import resolve_device
+from deepprs.utils.device import blas_threads, resolve_device
 from deepprs.utils.runlog import track
 
 LINEAR_COLUMNS = [
@@ -612,7 +612,7 @@ def gwas_linear(
     # decode, sum the missing calls and take the int8 products while the main thread does the
     # per-variant algebra (two-thread torch kernels beside them only oversubscribe the cores).
     workers = torch.get_num_threads()
-    with _one_thread(device):
+    with _one_thread(device), blas_threads(1):
         blocks = prefetch_blocks(genotypes, tasks, context=contexts_for, workers=workers,
                                  prepare=lambda block, ctxs: _prepare_block(block, ctxs, products=on_cpu))
         for _, block_contexts, block, prepared in track(

@@ -95,6 +95,9 @@ def entry() -> None:
     import atexit
     import os
 
+    from deepprs.cli.common import defer_collection
+
+    defer_collection()  # until the command's imports are done (run_logged resumes it)
     try:
         main()
         code = 0

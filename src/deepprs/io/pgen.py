@@ -342,11 +342,12 @@ class PgenReader(GenotypeSource):
         np.maximum(dosage, -1, out=dosage)                  # pgenlib's -9 (missing) -> -1
         return dosage if order is None else dosage[order]
 
-    def read_variant_major_i8(self, variant_index: np.ndarray) -> np.ndarray:
+    def read_variant_major_i8(self, variant_index: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Hard calls of all samples, variant-major: (len(variant_index), n_samples) int8, negative =
         missing (pgenlib's -9). pgenlib's native layout: reading it this way costs ~0.01 s per
-        4,096 variants x 10,000 samples, where transposing a sample-major block costs ~0.3 s."""
-        return self._read_variant_major(variant_index, np.int8)
+        4,096 variants x 10,000 samples, where transposing a sample-major block costs ~0.3 s.
+        ``out`` (int8, C-contiguous, that shape): a buffer to read into."""
+        return self._read_variant_major(variant_index, np.int8, out)
 
     def read_variant_major_dosage(self, variant_index: np.ndarray) -> np.ndarray:
         """Dosages of all samples (the hard call where a variant has none), variant-major:
@@ -355,7 +356,7 @@ class PgenReader(GenotypeSource):
         dosage[dosage == _PGEN_MISSING] = np.nan
         return dosage
 
-    def _read_variant_major(self, variant_index: np.ndarray, dtype: type) -> np.ndarray:
+    def _read_variant_major(self, variant_index: np.ndarray, dtype: type, out: np.ndarray | None = None) -> np.ndarray:
         if self._reader is None:
             raise InputError(f"{self.path} is closed")
         variant_index = np.asarray(variant_index, dtype=np.int64)
@@ -366,7 +367,11 @@ class PgenReader(GenotypeSource):
             self._thread_readers.reader = reader
             with self._thread_readers_lock:
                 self._all_thread_readers.append(reader)
-        out = np.empty((len(variant_index), self.n_samples), dtype=dtype)
+        shape = (len(variant_index), self.n_samples)
+        if out is None:
+            out = np.empty(shape, dtype=dtype)
+        elif out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous {np.dtype(dtype)} array of shape {shape}")
         if len(variant_index):
             start = int(variant_index[0])
             contiguous = np.array_equal(variant_index, np.arange(start, start + len(variant_index)))
