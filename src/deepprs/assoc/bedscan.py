@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -582,26 +581,6 @@ def start_pgen_scan(prefix: str | Path, block_size: int) -> PgenScan | None:
     scan = PgenScan(pgen, n_samples, n_variants, linear_block_size(block_size, n_samples))
     _ACTIVE.append(scan)
     return scan
-
-
-def preload_scipy() -> threading.Thread:
-    """Import, in a background thread, the scipy modules the association step needs (pivoted QR
-    of the covariates, sparse missing-call sums, Student t P-values: ~0.2 s for a first scipy
-    import). Started once torch is imported, the import overlaps the table reading and the first
-    blocks, whose kernels run without the GIL; started earlier it would only contend with the
-    imports for the GIL."""
-
-    def work() -> None:
-        try:
-            import scipy.linalg  # noqa: F401
-            import scipy.sparse  # noqa: F401
-            import scipy.special  # noqa: F401
-        except Exception:  # noqa: BLE001 # pragma: no cover - the foreground import reports it
-            pass
-
-    thread = threading.Thread(target=work, name="deepprs-preload", daemon=True)
-    thread.start()
-    return thread
 
 
 def stop_bed_scan() -> None:

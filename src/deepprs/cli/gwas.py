@@ -93,7 +93,6 @@ def register(app: typer.Typer) -> None:
         import time
 
         from deepprs.assoc.bedscan import (
-            preload_scipy,
             process_age,
             start_bed_scan,
             start_pgen_scan,
@@ -103,7 +102,7 @@ def register(app: typer.Typer) -> None:
         imports_start = time.perf_counter()
 
         # Start reading the .bed / .pgen (missing calls, homozygous-A1 counts; numpy only) in a background
-        # process before the imports below, which take 1.3-2 s (torch alone 1-1.5 s) on one core.
+        # process before the imports below, which take ~1 s (torch alone ~0.75 s) on one core.
         # (not with --threads 1: the scan takes a second core. With variant filters, LOCO chromosomes or
         # sex-chromosome segments the tested blocks are subsets of the scan's blocks, which it serves too.)
         filtered = any(value is not None for value in (extract, exclude, chromosomes, maf, geno, hwe))
@@ -112,13 +111,20 @@ def register(app: typer.Typer) -> None:
                 start_bed_scan(bfile, block_size)
             else:
                 start_pgen_scan(pfile, block_size)
+        # The scipy modules the association step needs (pivoted QR of the covariates, sparse
+        # missing-call sums, Student t P-values) are imported here, while the garbage collector is
+        # still off (cli.common.defer_collection): 0.11 s. Imported in a background thread they held
+        # the GIL against the table reading, which then took 0.2 s longer.
+        import scipy.linalg  # noqa: F401
+        import scipy.sparse  # noqa: F401
+        import scipy.special  # noqa: F401
+
         from deepprs.assoc.gwas import run_gwas
         from deepprs.assoc.loco import read_cvblup_loco
         from deepprs.errors import InputError
         from deepprs.io.cohort import genotype_path, load_cohort
 
         import_seconds = time.perf_counter() - imports_start
-        preload_scipy()
         parameters = dict(
             bfile=bfile,
             pfile=pfile,
