@@ -75,6 +75,9 @@ def _compare_with_plink2(statistics, variant_ids, prefix: Path) -> None:
     freq = pd.read_csv(f"{prefix}.afreq", sep="\t")
     missing = pd.read_csv(f"{prefix}.vmiss", sep="\t")
     hardy = pd.read_csv(f"{prefix}.hardy", sep="\t")
+    if Path(f"{prefix}.hardy.x").exists():                              # chrX: the test including males
+        hardy = pd.concat([hardy, pd.read_csv(f"{prefix}.hardy.x", sep="\t")])
+        hardy = hardy.set_index("ID").loc[[v for v in variant_ids if v in set(hardy["ID"])]].reset_index()
     assert freq["ID"].tolist() == list(variant_ids) == missing["ID"].tolist()
     np.testing.assert_allclose(statistics["A1_FREQ"], freq["ALT_FREQS"], atol=1e-6)
     np.testing.assert_allclose(statistics["MISSING_RATE"], missing["F_MISS"], atol=1e-6)
@@ -85,8 +88,8 @@ def _compare_with_plink2(statistics, variant_ids, prefix: Path) -> None:
 
 def test_filter_statistics_match_plink2_on_sex_chromosomes_and_pedigrees(tmp_path):
     """Founders only for --maf / --hwe, chrX males counted once and unknown sex as female, chrY males
-    only (frequency and missing rate), no HWE test on chrX / chrY / chrM: plink2's --freq / --missing /
-    --hardy on the same files."""
+    only (frequency and missing rate), chrX's HWE test with the males (heterozygous male calls missing,
+    unknown sex left out), none on chrY / chrM: plink2's --freq / --missing / --hardy on the same files."""
     import shutil
 
     from deepprs.qc.filters import filter_statistics
@@ -171,3 +174,35 @@ def test_write_bed_pads_the_last_byte_with_zeros(tmp_path):
     assert ((rows[:, 1] >> 2) == 0).all()                 # fields 1-3 of the last byte: 00
     with open_genotypes(tmp_path / "pad") as source:
         np.testing.assert_array_equal(source.read(dtype=np.float64), dosage)
+
+
+def test_hwe_filter_tests_chrx_with_males_like_plink2(tmp_path):
+    """--hwe on chrX: plink2's exact test including males (founders; heterozygous male calls missing;
+    unknown sex left out). plink2 --hwe 0.0003 on the same fileset keeps the same 20 of 28 variants
+    (x11, P = 0.000295, is just below the threshold); deepprs gwas logs the same count."""
+    sexchr = Path(__file__).parent / "data" / "gwas_sexchr"
+    kept = (sexchr / "plink2_hwex_hwe.snplist").read_text().split()
+    hardy = pd.read_csv(sexchr / "plink2_hwex.hardy.x", sep="\t")
+    with open_genotypes(sexchr / "hwex") as source:
+        everyone = np.arange(source.n_samples)
+        from deepprs.qc.filters import filter_statistics
+
+        statistics = filter_statistics(source, everyone, np.arange(source.n_variants))
+        np.testing.assert_allclose(statistics["HWE_P"], hardy["P"], rtol=1e-5, atol=0)
+        index, removed = VariantFilter(hwe=0.0003).apply(source, everyone)
+        assert source.variant_table["id"].to_numpy()[index].tolist() == kept
+        assert removed == {"extract/exclude": 0, "hwe": 8}
+        ids = source.sample_table[["fid", "iid"]]
+    pheno = tmp_path / "hwex.pheno"
+    values = np.random.default_rng(1).normal(size=len(ids))
+    pheno.write_text("FID\tIID\tQ\n" + "".join(f"{f}\t{i}\t{v:.6f}\n" for (f, i), v in zip(ids.to_numpy(), values,
+                                                                                         strict=True)))
+    out = tmp_path / "ours"
+    try:
+        main(["gwas", "--bfile", str(sexchr / "hwex"), "--pheno", str(pheno), "--hwe", "0.0003", "--no-plots",
+              "--quiet", "--out", str(out)])
+    except SystemExit as exit_info:
+        assert not exit_info.code
+    log = " ".join(Path(f"{out}.log").read_text().split())
+    assert "variant filters: 20 of 28 variants kept (8 by --hwe)" in log
+    assert set(read_glm(f"{out}.Q.glm.linear")["ID"]) <= set(kept)

@@ -16,6 +16,7 @@ from deepprs.cli.main import main
 from deepprs.errors import InputError
 from deepprs.io import open_genotypes
 from deepprs.qc import hwe_exact_pvalues, ld_prune, parse_indep_pairwise, run_qc, variant_stats
+from deepprs.qc.stats import hwe_x_exact_pvalues
 from deepprs.simulate import InMemoryGenotypes, simulate_genotypes
 
 DATA = Path(__file__).parent / "data" / "pca"
@@ -222,3 +223,150 @@ def test_hwe_window_equals_full_enumeration_at_biobank_sizes():
         np.testing.assert_allclose(hwe_exact_pvalues(counts[:, 0], counts[:, 1], counts[:, 2], midp=midp),
                                    reference, rtol=1e-9, atol=0)
     assert (reference < 1e-50).any() and (reference > 0.5).any()
+
+
+# ----- chrX exact test with males (plink2 --hardy's .hardy.x, Graffelman & Weir 2016) -----
+
+SEXCHR = Path(__file__).parent / "data" / "gwas_sexchr"
+HARDY_X_COUNTS = ["FEMALE_HOM_A1_CT", "FEMALE_HET_A1_CT", "FEMALE_TWO_AX_CT", "MALE_A1_CT", "MALE_AX_CT"]
+
+
+def _hwe_x_brute_force(f_aa: int, f_ab: int, f_bb: int, m_a: int, m_b: int, midp: bool = False) -> float:
+    """chrX exact P by enumerating every table (female genotype counts, male allele counts) with the
+    observed allele totals and numbers of females and males, in exact rational arithmetic: a table's
+    weight is 2^f_AB / (f_AA! f_AB! f_BB! m_A! m_B!), normalised by the sum over all tables."""
+    from fractions import Fraction
+
+    f_aa, f_ab, f_bb, m_a, m_b = map(int, (f_aa, f_ab, f_bb, m_a, m_b))
+    n_f, n_m, n_a = f_aa + f_ab + f_bb, m_a + m_b, 2 * f_aa + f_ab + m_a
+    fact = math.factorial
+
+    def weight(x: int, h: int, y: int, ma: int, mb: int) -> Fraction:
+        return Fraction(2**h, fact(x) * fact(h) * fact(y) * fact(ma) * fact(mb))
+
+    observed = weight(f_aa, f_ab, f_bb, m_a, m_b)
+    total = tail = ties = Fraction(0)
+    for ma in range(n_m + 1):
+        a = n_a - ma                                   # female A1 copies
+        if not 0 <= a <= 2 * n_f:
+            continue
+        for h in range(a % 2, min(a, 2 * n_f - a) + 1, 2):
+            w = weight((a - h) // 2, h, n_f - (a - h) // 2 - h, ma, n_m - ma)
+            total += w
+            tail += w if w <= observed else 0
+            ties += w if w == observed else 0
+    return float((tail - ties / 2 if midp else tail) / total)
+
+
+def _hwe_x_full(f_aa: int, f_ab: int, f_bb: int, m_a: int, m_b: int, midp: bool = False) -> float:
+    """The chrX exact P summing every table in floating point (log-gamma; no windows, no tables)."""
+    from scipy.special import gammaln
+
+    n_f, n_m, n_a = f_aa + f_ab + f_bb, m_a + m_b, 2 * f_aa + f_ab + m_a
+    m = np.arange(n_m + 1)[:, None]
+    a = n_a - m
+    h = np.arange(2 * n_f + 1)[None, :]
+    valid = (a >= 0) & (a <= 2 * n_f) & (h <= np.minimum(a, 2 * n_f - a)) & ((h - a) % 2 == 0)
+    x = np.where(valid, (a - h) // 2, 0)
+    hh = np.where(valid, h, 0)
+    mm = np.where(valid, m, 0)
+    log_w = hh * np.log(2) - gammaln(x + 1) - gammaln(hh + 1) - gammaln(n_f - x - hh + 1) - gammaln(mm + 1) \
+        - gammaln(n_m - mm + 1)
+    log_w = np.where(valid, log_w, -np.inf)
+    log_obs = f_ab * np.log(2) - gammaln(f_aa + 1) - gammaln(f_ab + 1) - gammaln(f_bb + 1) - gammaln(m_a + 1) \
+        - gammaln(m_b + 1)
+    top = log_w.max()
+    w = np.exp(log_w - top)
+    tail = w[log_w <= log_obs + 1e-7].sum()
+    if midp:
+        tail -= 0.5 * w[np.abs(log_w - log_obs) <= 1e-7].sum()
+    return float(tail / w.sum())
+
+
+def _random_x_counts(rng: np.random.Generator, n: int, max_f: int, max_m: int) -> np.ndarray:
+    """Female genotype and male allele counts in and out of HWE, with sex-specific frequencies."""
+    rows = []
+    for _ in range(n):
+        n_f, n_m = int(rng.integers(0, max_f + 1)), int(rng.integers(0, max_m + 1))
+        q = float(np.exp(rng.uniform(np.log(0.002), np.log(0.5))))
+        f = rng.choice([0.0, 0.0, 0.05, -0.05, 0.3, -0.3])
+        probs = np.clip([q * q + f * q * (1 - q), 2 * q * (1 - q) * (1 - f), (1 - q) ** 2 + f * q * (1 - q)], 0, 1)
+        female = rng.multinomial(n_f, probs / probs.sum())
+        m_a = rng.binomial(n_m, min(1.0, q * rng.choice([1.0, 1.0, 0.5, 1.5])))
+        rows.append([*female, m_a, n_m - m_a])
+    return np.array(rows)
+
+
+def test_hwe_x_matches_brute_force_enumeration():
+    rng = np.random.default_rng(2016)
+    counts = np.vstack([_random_x_counts(rng, 250, 24, 24),
+                        [[0, 0, 0, 3, 2], [4, 0, 0, 2, 0], [0, 0, 5, 0, 0], [3, 2, 1, 0, 0], [0, 1, 0, 0, 3],
+                         [0, 0, 1, 3, 3], [0, 0, 16, 6, 10], [10, 0, 10, 5, 5], [0, 20, 0, 0, 20]]])
+    for midp in (False, True):
+        ours = hwe_x_exact_pvalues(*counts.T, midp=midp)
+        reference = np.array([_hwe_x_brute_force(*row, midp=midp) for row in counts])
+        np.testing.assert_allclose(ours, reference, rtol=1e-9, atol=0)
+    assert (reference < 1e-6).any() and (reference == 0.5).any()          # far tails and single tables
+
+
+def test_hwe_x_equals_full_enumeration_at_larger_counts():
+    """Hundreds to thousands of each sex, in HWE and far from it: the central-mass tables and the tail
+    windows give the P-values of a plain sum over every table."""
+    rng = np.random.default_rng(558)
+    counts = np.vstack([_random_x_counts(rng, 30, 700, 700), _random_x_counts(rng, 6, 2000, 1500),
+                        [[300, 50, 300, 400, 400], [100, 900, 100, 500, 500], [600, 300, 100, 100, 600],
+                         [1500, 30, 0, 200, 1400], [2, 2, 1800, 60, 1200]]])   # far from HWE
+    for midp in (False, True):
+        ours = hwe_x_exact_pvalues(*counts.T, midp=midp)
+        reference = np.array([_hwe_x_full(*row, midp=midp) for row in counts])
+        np.testing.assert_allclose(ours, reference, rtol=1e-7, atol=1e-300)
+    assert (reference < 1e-20).any() and (reference > 0.5).any()
+
+
+def test_hwe_x_relabelling_no_males_and_single_tables():
+    rng = np.random.default_rng(3)
+    counts = _random_x_counts(rng, 200, 300, 300)
+    swapped = counts[:, [2, 1, 0, 4, 3]]
+    for midp in (False, True):
+        np.testing.assert_allclose(hwe_x_exact_pvalues(*counts.T, midp=midp),
+                                   hwe_x_exact_pvalues(*swapped.T, midp=midp), rtol=1e-12)
+    # without male calls: the females' autosomal test
+    females = counts[:, :3]
+    np.testing.assert_array_equal(hwe_x_exact_pvalues(*females.T, 0 * females[:, 0], 0 * females[:, 0]),
+                                  hwe_exact_pvalues(*females.T))
+    # one possible table (monomorphic, or no female call): 1, mid-p 0.5 (as plink2)
+    single = np.array([[0, 0, 16, 0, 16], [0, 0, 0, 8, 8], [0, 0, 0, 0, 0], [5, 0, 0, 3, 0]])
+    assert hwe_x_exact_pvalues(*single.T).tolist() == [1.0] * 4
+    assert hwe_x_exact_pvalues(*single.T, midp=True).tolist() == [0.5] * 4
+
+
+@pytest.mark.parametrize(("name", "midp"), [("plink2_pedigree", False), ("plink2_hwex", False),
+                                            ("plink2_hwex_midp", True)])
+def test_hwe_x_matches_plink2_hardy_x(name, midp):
+    hardy = pd.read_csv(SEXCHR / f"{name}.hardy.x", sep="\t")
+    ours = hwe_x_exact_pvalues(*(hardy[column].to_numpy() for column in HARDY_X_COUNTS), midp=midp)
+    np.testing.assert_allclose(ours, hardy["MIDP" if midp else "P"], rtol=1e-5, atol=0)   # 6 significant digits
+
+
+@pytest.mark.parametrize("midp", [False, True])
+def test_variant_stats_tests_chrx_with_males_like_plink2(midp):
+    """deepprs qc's HWE_P on chrX: females and the males' hemizygous calls (heterozygous male calls
+    missing, unknown sex left out); over plink2's founders it is plink2's .hardy.x P."""
+    hardy = pd.read_csv(SEXCHR / f"plink2_hwex{'_midp' if midp else ''}.hardy.x", sep="\t")
+    with open_genotypes(SEXCHR / "hwex") as source:
+        table = source.sample_table
+        founders = np.flatnonzero((table["father"].astype(str) == "0") & (table["mother"].astype(str) == "0"))
+        stats = variant_stats(source, samples=founders, hwe_midp=midp)
+    assert stats["ID"].tolist() == hardy["ID"].tolist()
+    np.testing.assert_allclose(stats["HWE_P"], hardy["MIDP" if midp else "P"], rtol=1e-5, atol=0)
+
+
+def test_autosomal_midp_of_a_single_possible_table_is_one_half_as_plink2():
+    """plink2 2.00a3.5 ``--hardy midp`` on 20 samples: a monomorphic variant prints MIDP 0.5 and
+    (13, 5, 2) prints 0.118503 (run by hand: write_bed of these counts, ``plink2 --bfile t --hardy midp``)."""
+    from deepprs.qc.stats import hwe_exact_pvalues
+
+    midp = hwe_exact_pvalues(np.array([0, 2, 0]), np.array([0, 5, 0]), np.array([20, 13, 0]), midp=True)
+    np.testing.assert_allclose(midp, [0.5, 0.118503, 0.5], rtol=5e-6)
+    plain = hwe_exact_pvalues(np.array([0, 0]), np.array([0, 0]), np.array([20, 0]))
+    np.testing.assert_array_equal(plain, [1.0, 1.0])

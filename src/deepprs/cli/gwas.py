@@ -78,7 +78,8 @@ def register(app: typer.Typer) -> None:
         geno: Annotated[float | None, typer.Option("--geno", help="skip variants with a missing call rate "
                                                    "above this")] = None,
         hwe: Annotated[float | None, typer.Option("--hwe", help="skip variants with Hardy-Weinberg exact "
-                                                  "P below this")] = None,
+                                                  "P below this (founders, as plink2; chrX: the test "
+                                                  "including males; chrY/chrM are not tested)")] = None,
         quiet: Quiet = False,
     ) -> None:
         """GWAS like plink2 --glm: OUT.<pheno>.glm.linear or .glm.logistic.hybrid (+ Manhattan/QQ PNGs).

@@ -19,7 +19,7 @@ import pandas as pd
 from deepprs.errors import InputError
 from deepprs.io.genotypes import GenotypeSource, sample_sex
 from deepprs.qc.prune import ld_prune
-from deepprs.qc.stats import genotype_counts, hwe_exact_pvalues, variant_stats
+from deepprs.qc.stats import genotype_counts, hwe_exact_pvalues, hwe_x_exact_pvalues, variant_stats
 from deepprs.utils.runlog import atomic_output
 
 VARIANT_REPORT_COLUMNS = ["ID", "CHROM", "POS", "A1", "A1_FREQ", "MISSING_RATE", "HWE_P", "PASS", "REASON"]
@@ -78,7 +78,8 @@ def run_qc(genotypes: GenotypeSource, *, maf: float | None = None, geno: float |
     mind
         Remove samples with missing call rate > ``mind`` (over all variants).
     hwe
-        Remove variants with Hardy-Weinberg exact P < ``hwe``.
+        Remove variants with Hardy-Weinberg exact P < ``hwe`` (chrX: the test including males, see
+        :func:`~deepprs.qc.stats.variant_stats`).
     hwe_midp
         Use the mid-p HWE test.
     indep_pairwise
@@ -293,9 +294,12 @@ def filter_statistics(genotypes: GenotypeSource, samples: np.ndarray, variants: 
     - ``A1_FREQ`` over the founders among ``samples`` (no father or mother ID), from dosages: chrX
       counts a male's call as one allele (dosage / 2) and samples of unknown sex as female; chrY uses
       the males only; other chromosomes are diploid.
-    - ``HWE_P``: exact test over the founders' hard calls, autosomes and XY only (NaN on chrY and chrM,
-      which plink2 does not test, and on chrX, where plink2's test including males is not
-      implemented here); all NaN with ``hwe=False`` (the exact test is most of the cost).
+    - ``HWE_P``: exact test over the founders' hard calls: autosomes and XY as diploid; chrX with
+      plink2's test including males (:func:`~deepprs.qc.stats.hwe_x_exact_pvalues`, Graffelman & Weir
+      2016) over the founder females (sex 2) and the founder males' hemizygous calls (sex 1; a
+      heterozygous male call counts as missing, samples of unknown sex are left out: plink2's
+      ``.hardy.x`` counts); NaN on chrY and chrM, which plink2 does not test; all NaN with
+      ``hwe=False`` (the exact test is most of the cost).
 
     Dosage data (BGEN, dosage .pgen) give hard calls as plink2 does: a dosage within 0.1 of 0, 1 or 2
     is that call, else the call is missing (``--geno``, ``--hwe``); frequencies use the dosages.
@@ -311,20 +315,24 @@ def filter_statistics(genotypes: GenotypeSource, samples: np.ndarray, variants: 
     samples = np.asarray(samples, dtype=np.int64)
     variants = np.asarray(variants, dtype=np.int64)
     table = genotypes.sample_table.iloc[samples]
-    male = sample_sex(genotypes, samples) == 1
+    sex = sample_sex(genotypes, samples)
+    male = sex == 1
     founder = np.ones(len(samples), dtype=bool)
     for parent in ("father", "mother"):
         if parent in table:
             founder &= (table[parent].astype(str) == "0").to_numpy()
     groups = {"all": np.ones(len(samples), dtype=bool), "male": male, "founder_other": founder & ~male,
               "founder_male": founder & male}
+    kind = chromosome_class(genotypes.variant_table["chrom"].to_numpy()[variants])
+    test_x = hwe & bool((kind == CHR_X).any())
+    if test_x:   # chrX's test counts females apart from the samples of unknown sex
+        groups["founder_female"] = founder & (sex == 2)
     dosage_data = bool(getattr(genotypes, "may_have_dosages", False))
     if dosage_data:
         sums = _dosage_group_sums(genotypes, samples, variants, groups, block_size)
     else:
         sums = _hard_call_group_sums(genotypes, samples, variants, groups, block_size)
     not_observed = "dosage_missing" if dosage_data else "missing"  # for the frequencies
-    kind = chromosome_class(genotypes.variant_table["chrom"].to_numpy()[variants])
     with np.errstate(invalid="ignore", divide="ignore"):
         size = {name: float(mask.sum()) for name, mask in groups.items()}
         missing_rate = np.where(kind == CHR_Y, sums["male"]["missing"] / size["male"],
@@ -349,6 +357,17 @@ def filter_statistics(genotypes: GenotypeSource, samples: np.ndarray, variants: 
         hom_other = called[tested] - hom_a1[tested] - het[tested]
         hwe_p[tested] = hwe_exact_pvalues(hom_a1[tested].astype(np.int64), het[tested].astype(np.int64),
                                           hom_other.astype(np.int64))
+    on_x = (kind == CHR_X) & test_x
+    if on_x.any():
+        females = sums["founder_female"]
+        female_called = size["founder_female"] - females["missing"][on_x]
+        male_called = size["founder_male"] - males["missing"][on_x]
+        female_hom_a1, female_het = females["hom_a1"][on_x], females["het"][on_x]
+        male_a1 = males["hom_a1"][on_x]
+        hwe_p[on_x] = hwe_x_exact_pvalues(
+            female_hom_a1.astype(np.int64), female_het.astype(np.int64),
+            (female_called - female_hom_a1 - female_het).astype(np.int64),
+            male_a1.astype(np.int64), (male_called - male_a1 - males["het"][on_x]).astype(np.int64))
     return pd.DataFrame({"MISSING_RATE": missing_rate, "A1_FREQ": a1_freq, "MINOR_FREQ": minor_freq, "HWE_P": hwe_p})
 
 
@@ -421,8 +440,9 @@ class VariantFilter:
 
     ``--maf``, ``--geno`` and ``--hwe`` use :func:`filter_statistics` over the samples given to
     :meth:`apply` (plink2 uses every sample left after ``--keep``/``--remove``, phenotyped or not;
-    the founders among them for ``--maf`` and ``--hwe``). ``--hwe`` leaves chrX, chrY and chrM
-    variants in (plink2 does not test chrY/chrM; its chrX test is not implemented here).
+    the founders among them for ``--maf`` and ``--hwe``). ``--hwe`` tests chrX with plink2's exact
+    test including males (Graffelman & Weir 2016) and leaves chrY and chrM variants in (plink2 does
+    not test them).
     """
 
     extract: str | Path | None = None
@@ -441,7 +461,7 @@ class VariantFilter:
               block_size: int = 4096) -> tuple[np.ndarray, dict[str, int]]:
         """Positions of the variants that pass, and how many each filter removed (in plink2's order:
         a variant counts under the first filter it fails)."""
-        from deepprs.assoc.design import CHR_X, chromosome_class, plink_chromosome, warn
+        from deepprs.assoc.design import plink_chromosome
 
         _check_threshold(self.maf, "--maf", 0.5)
         _check_threshold(self.geno, "--geno")
@@ -462,10 +482,6 @@ class VariantFilter:
                 removed["geno"] = int(mask.sum())
                 fail |= mask
             if self.hwe is not None:
-                on_x = chromosome_class(genotypes.variant_table["chrom"].to_numpy()[index]) == CHR_X
-                if on_x.any():
-                    warn(f"--hwe: {int(on_x.sum())} chrX variant(s) not tested (plink2's chrX exact test, which "
-                         "includes males, is not implemented); they are kept")
                 mask = ~fail & (stats["HWE_P"].to_numpy() < self.hwe)
                 removed["hwe"] = int(mask.sum())
                 fail |= mask

@@ -9,6 +9,10 @@ heterozygotes ``h`` has the distribution
 and the P-value is the sum of ``P(h')`` over every ``h'`` with ``P(h') <= P(h_obs)`` (plink2
 ``--hardy``/``--hwe`` without ``midp``). We evaluate it in log space with ``gammaln`` for all
 variants at once (one row per distinct genotype-count triple).
+
+On chrX, :func:`hwe_x_exact_pvalues` is plink2's test including the males' hemizygous calls
+(Graffelman & Weir 2016, Heredity 116:558): the same "no more likely than observed" sum over the
+tables of female genotype counts and male allele counts with the given allele totals.
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammaln
 
-from deepprs.io.genotypes import GenotypeSource, as_index
+from deepprs.io.genotypes import GenotypeSource, as_index, sample_sex
 from deepprs.utils.runlog import track
 
 # relative tolerance for "as or less likely than observed" (floating-point ties, as plink2 does)
 _TIE_TOLERANCE = 1e-7
+_LN2 = np.log(2.0)
 
 
 def hwe_exact_pvalues(n_hom_a1: np.ndarray, n_het: np.ndarray, n_hom_other: np.ndarray, *,
@@ -43,7 +48,8 @@ def hwe_exact_pvalues(n_hom_a1: np.ndarray, n_het: np.ndarray, n_hom_other: np.n
     Returns
     -------
     ndarray of float64, shape (m,)
-        P-values; 1.0 for variants with no calls or no copies of one allele.
+        P-values; for variants with no calls or no copies of one allele (a single possible
+        table) 1.0, or 0.5 with ``midp`` (as plink2 prints: half the observed table's probability).
     """
     hom1 = np.asarray(n_hom_a1, dtype=np.int64)
     het = np.asarray(n_het, dtype=np.int64)
@@ -67,6 +73,8 @@ def hwe_exact_pvalues(n_hom_a1: np.ndarray, n_het: np.ndarray, n_hom_other: np.n
         rows = order[start:stop]
         p_unique[rows] = _hwe_chunk(unique[rows], midp)
         start = stop
+    if midp:
+        p_unique[(n_rare_all == 0) | (unique.sum(axis=1) == 0)] = 0.5
     return p_unique[inverse]
 
 
@@ -190,6 +198,511 @@ def _hwe_chunk(counts: np.ndarray, midp: bool) -> np.ndarray:
     return np.where((n == 0) | (n_rare == 0), 1.0, pvalue)
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# chrX: the exact test of Graffelman & Weir (2016), with males (plink2 --hardy's .hardy.x and --hwe on chrX)
+
+_X_CENTRAL_LOG = 6.0    # observed within exp(-6) of the mode: P = 1 - (mass more likely than observed)
+_X_DEPTH_LOG = 40.0     # else tables less likely than exp(-40) x the observed one are left out of the tail sum
+_X_TABLE_RANGE_LOG = 600.0  # tail sums from tables relative to a row's mode down to exp(-640) (float range)
+_X_CHUNK_CELLS = 1 << 17
+
+
+def hwe_x_exact_pvalues(female_hom_a1: np.ndarray, female_het: np.ndarray, female_hom_other: np.ndarray,
+                        male_a1: np.ndarray, male_other: np.ndarray, *, midp: bool = False) -> np.ndarray:
+    """Vectorised chrX Hardy-Weinberg exact test with males (Graffelman & Weir 2016, Heredity 116:558).
+
+    Given the numbers of females ``n_f`` and males ``n_m`` and the allele totals ``n_A`` (A1 copies:
+    two per female, one per male) and ``n_B``, a table of female genotype counts ``(f_AA, f_AB, f_BB)``
+    and male allele counts ``(m_A, m_B)`` has probability
+
+        P = n_f! n_m! n_A! n_B! 2^f_AB / (f_AA! f_AB! f_BB! m_A! m_B! (2 n_f + n_m)!)
+
+    (a hypergeometric split of the alleles between the sexes times the females' autosomal HWE
+    distribution); the P-value sums ``P`` over every table with ``P <= P_obs`` (plink2 ``--hardy``'s
+    ``.hardy.x`` and ``--hwe`` on chrX, which call this test ``HweXchrP``). Without males it is
+    :func:`hwe_exact_pvalues` on the females.
+
+    Parameters
+    ----------
+    female_hom_a1, female_het, female_hom_other : ndarray of int, shape (m,)
+        Female genotype counts per variant (non-missing calls).
+    male_a1, male_other : ndarray of int, shape (m,)
+        Male hemizygous call counts (plink2 counts a heterozygous male call as missing). (Any
+        broadcastable shapes work; the result has the broadcast shape.)
+    midp
+        Mid-p (plink2 ``midp``): tables as likely as the observed one count half. A variant with a
+        single possible table (monomorphic, or no female call) then gets 0.5, as in plink2.
+
+    Returns
+    -------
+    ndarray of float64, shape (m,)
+        P-values (1.0, or 0.5 with ``midp``, where only one table is possible).
+
+    Notes
+    -----
+    Tables form rows of male A1 count ``m_A`` (hypergeometric weight) by female het count (the Levene
+    distribution given the females' A1 count, as in :func:`hwe_exact_pvalues`). Each distinct Levene
+    distribution (female count, female A1 count) is tabulated once, relative to its mode, with prefix
+    and suffix sums, and shared by every row and variant that needs it; a row then costs two searches
+    for where its cells cross ``P_obs``. When the observed table lies near the mode
+    (``P_obs >= exp(-6) P_mode``) the P-value is one minus the mass of the tables more likely than
+    observed (absolute error ~1e-11); otherwise the rows' tails are summed, down to ``exp(-40) P_obs``.
+    P-values agree with a plain enumeration of every table to about 1e-8 relative. The work per
+    variant grows with the square root of the sample size (rows within reach of the mode), not with
+    the number of tables.
+    """
+    columns = np.broadcast_arrays(*(np.asarray(c, dtype=np.int64) for c in
+                                    (female_hom_a1, female_het, female_hom_other, male_a1, male_other)))
+    counts = np.stack([column.ravel() for column in columns], axis=1)
+    if (counts < 0).any():
+        raise ValueError("genotype counts must be non-negative")
+    # the P-value does not depend on which allele is A1: count the rarer one
+    swap = 2 * counts[:, 0] + counts[:, 1] + counts[:, 3] > 2 * counts[:, 2] + counts[:, 1] + counts[:, 4]
+    counts[swap] = counts[swap][:, [2, 1, 0, 4, 3]]
+    unique, inverse = np.unique(counts, axis=0, return_inverse=True)
+    p = np.empty(len(unique))
+    n_f = unique[:, :3].sum(axis=1)
+    n_m = unique[:, 3] + unique[:, 4]
+    n_a = 2 * unique[:, 0] + unique[:, 1] + unique[:, 3]
+    single = (n_a == 0) | (n_f == 0)                           # one possible table
+    p[single] = 0.5 if midp else 1.0
+    females_only = (n_m == 0) & ~single
+    p[females_only] = hwe_exact_pvalues(unique[females_only, 0], unique[females_only, 1], unique[females_only, 2],
+                                        midp=midp)
+    rest = ~single & ~females_only
+    if rest.any():
+        p[rest] = _XHweTables(unique[rest], midp).pvalues()
+    return p[inverse.ravel()].reshape(columns[0].shape)
+
+
+def _chunk_rows(width: np.ndarray, max_cells: int = _X_CHUNK_CELLS):
+    """Groups of rows (sorted by width) of at most ``max_cells`` padded cells, with their width."""
+    order = np.argsort(width, kind="stable")
+    w_sorted = width[order]
+    n, i = len(order), 0
+    while i < n:
+        j = min(n, i + max(1, max_cells // max(int(w_sorted[i]), 1)))
+        while j > i + 1 and (j - i) * int(w_sorted[j - 1]) > max_cells:
+            j = i + max(1, max_cells // int(w_sorted[j - 1]))
+        yield order[i:j], int(w_sorted[j - 1])
+        i = j
+
+
+def _bisect_last(pred, lo: np.ndarray, hi: np.ndarray, rising: bool) -> np.ndarray:
+    """Per entry, over the integers ``lo..hi`` where ``pred(entries, k)`` holds on a contiguous end:
+    the first k for which it holds (``rising``; ``hi + 1`` if none) or the last (else; ``lo - 1`` if none)."""
+    lo, hi = (lo.copy(), hi + 1) if rising else (lo - 1, hi.copy())
+    while True:
+        act = np.flatnonzero(lo < hi)
+        if not len(act):
+            return lo if rising else hi
+        mid = (lo[act] + hi[act] + (0 if rising else 1)) // 2
+        ok = pred(act, mid)
+        if rising:
+            hi[act] = np.where(ok, mid, hi[act])
+            lo[act] = np.where(ok, lo[act], mid + 1)
+        else:
+            lo[act] = np.where(ok, mid, lo[act])
+            hi[act] = np.where(ok, hi[act], mid - 1)
+
+
+def _crossing(values: np.ndarray, offset: np.ndarray, lo: np.ndarray, hi: np.ndarray, threshold: np.ndarray,
+              strict: bool, rising: bool, guess: np.ndarray, steps: int = 4) -> np.ndarray:
+    """Per entry, in ``values[offset + lo .. offset + hi]`` (non-decreasing if ``rising``, else
+    non-increasing): the first (rising) / last index whose value is > ``threshold`` (>= unless
+    ``strict``); ``hi + 1`` / ``lo - 1`` if none. A few unit steps from ``guess``, then bisection."""
+    def passes(x, t):
+        return x > t if strict else x >= t
+
+    g = np.clip(guess, lo, hi + 1) if rising else np.clip(guess, lo - 1, hi)
+    act = None                                                         # all entries, first
+    for _ in range(steps):
+        if act is None:
+            gi, li, hii, off, t = g, lo, hi, offset, threshold
+        else:
+            gi, li, hii, off, t = g[act], lo[act], hi[act], offset[act], threshold[act]
+        if rising:
+            here_ok = (gi > hii) | passes(values[off + np.minimum(gi, hii)], t)
+            before_ok = (gi <= li) | ~passes(values[off + np.maximum(gi - 1, li)], t)
+            move = np.where(here_ok, np.where(before_ok, 0, -1), 1)
+        else:
+            here_ok = (gi < li) | passes(values[off + np.maximum(gi, li)], t)
+            after_ok = (gi >= hii) | ~passes(values[off + np.minimum(gi + 1, hii)], t)
+            move = np.where(here_ok, np.where(after_ok, 0, 1), -1)
+        if act is None:
+            g += move
+            act = np.flatnonzero(move)
+        else:
+            g[act] = gi + move
+            act = act[move != 0]
+        if not len(act):
+            return g
+    off, t = offset[act], threshold[act]
+    g[act] = _bisect_last(lambda i, k: passes(values[off[i] + k], t[i]), lo[act], hi[act], rising)
+    return g
+
+
+def _levene_mode(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Most likely het count among ``(a + b) / 2`` people with ``a`` and ``b`` copies of the two alleles
+    (exact): the smallest h of a's parity with P(h + 2) <= P(h), i.e. (a - h)(b - h) <= (h + 1)(h + 2),
+    i.e. h >= (ab - 2) / (a + b + 3)."""
+    h = np.maximum(-((2 - a * b) // (a + b + 3)), 0)
+    h += (h - a) & 1
+    return np.minimum(h, np.minimum(a, b), out=h)
+
+
+@dataclass
+class _LeveneRows:
+    """Distinct female het-count distributions (female count ``n_f``, female A1 copies ``a``): the
+    allele counts, the het-count bounds, the mode and its log probability."""
+
+    n_f: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    mode: np.ndarray
+    log_max: np.ndarray
+
+
+@dataclass
+class _Tables:
+    """Tabulated Levene distributions (values relative to their modes, flat) and, per row using them:
+    its table's position, mode and last index, prefix / suffix sums and spreads for crossing guesses."""
+
+    inv: np.ndarray
+    val: np.ndarray
+    off: np.ndarray
+    c_off: np.ndarray
+    j_mode: np.ndarray
+    j_last: np.ndarray
+    cum: np.ndarray
+    rcum: np.ndarray
+    spread_left: np.ndarray
+    spread_right: np.ndarray
+
+
+class _XHweTables:
+    """The chrX exact test for variants with females, males and both alleles (see
+    :func:`hwe_x_exact_pvalues`). Cells ``(m, h)``: male A1 count ``m`` (a row) and female het count
+    ``h`` (of the parity of the females' A1 count ``a = n_A - m``); log probabilities are normalised.
+    A row's cells are its hypergeometric weight times the Levene distribution of ``h`` given
+    ``(n_f, a)``, which rows of other variants with the same female count share."""
+
+    def __init__(self, counts: np.ndarray, midp: bool):
+        self.midp = midp
+        f_aa, f_ab, f_bb, m_a, m_b = (counts[:, i] for i in range(5))
+        self.n_f = f_aa + f_ab + f_bb
+        self.n_m = m_a + m_b
+        self.n_a = 2 * f_aa + f_ab + m_a
+        self.n_b = 2 * f_bb + f_ab + m_b
+        total = self.n_a + self.n_b
+        self.lf = lf = gammaln(np.arange(total.max() + 1) + 1.0)           # log k!
+        self.cell_const = lf[self.n_f] + lf[self.n_m] + lf[self.n_a] + lf[self.n_b] - lf[total]
+        self.row_const = lf[self.n_a] + lf[self.n_b] + lf[self.n_m] + lf[2 * self.n_f] - lf[total]
+        self.log_obs = self.log_cell(np.arange(len(counts)), m_a, f_ab)
+        self.m_min = np.maximum(0, self.n_a - 2 * self.n_f)
+        self.m_max = np.minimum(self.n_m, self.n_a)
+        # mode of the hypergeometric male A1 count
+        self.m_mode = np.clip((self.n_m + 1) * (self.n_a + 1) // (total + 2), self.m_min, self.m_max)
+
+    def log_row(self, v: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """log P(m_A = m) for variants ``v``: C(n_A, m) C(n_B, n_m - m) / C(N, n_m)."""
+        lf = self.lf
+        return (self.row_const[v] - lf[m] - lf[self.n_a[v] - m] - lf[self.n_m[v] - m]
+                - lf[self.n_b[v] - self.n_m[v] + m])
+
+    def log_cell(self, v: np.ndarray, m: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """log P of the table with ``m`` male A1 calls and ``h`` female hets (the formula above)."""
+        lf = self.lf
+        x = (self.n_a[v] - m - h) // 2                                   # female A1 homozygotes
+        return self.cell_const[v] - lf[m] - lf[self.n_m[v] - m] + h * _LN2 - lf[h] - lf[x] - lf[self.n_f[v] - x - h]
+
+    def log_levene(self, n_f: np.ndarray, a: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """log P(h hets | n_f people, a A1 copies): the autosomal HWE distribution (module docstring)."""
+        lf = self.lf
+        x = (a - h) // 2
+        return lf[n_f] + lf[a] + lf[2 * n_f - a] - lf[2 * n_f] + h * _LN2 - lf[h] - lf[x] - lf[n_f - x - h]
+
+    def levene_rows(self, n_f: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, _LeveneRows]:
+        """The distinct (n_f, a) among rows, and the index of each row's (direct addressing when the
+        pairs span a small box, as for a batch of variants of similar counts)."""
+        f0, a0 = int(n_f.min()), int(a.min())
+        span = int(a.max()) - a0 + 1
+        code = (n_f - f0) * span + (a - a0)
+        size = (int(n_f.max()) - f0 + 1) * span
+        if size <= 4 * len(code) + 65536:
+            seen = np.zeros(size, dtype=bool)
+            seen[code] = True
+            pairs = np.flatnonzero(seen)
+            index = (np.cumsum(seen) - 1)[code]
+        else:
+            pairs, index = np.unique(code, return_inverse=True)
+            index = index.ravel()
+        k_nf, k_a = f0 + pairs // span, a0 + pairs % span
+        b = 2 * k_nf - k_a
+        mode = _levene_mode(k_a, b)
+        return index, _LeveneRows(k_nf, k_a, b, k_a % 2, np.minimum(k_a, b), mode,
+                                  self.log_levene(k_nf, k_a, mode))
+
+    def pvalues(self, batch: int = 1024) -> np.ndarray:
+        out = np.empty(len(self.n_f))
+        # batches of similar female and A1 counts share most of their Levene distributions
+        order = np.lexsort((self.n_a, self.n_f))
+        for start in range(0, len(out), batch):
+            part = order[start : start + batch]
+            out[part] = self._pvalues(part)
+        return out
+
+    def _pvalues(self, batch: np.ndarray) -> np.ndarray:
+        k = len(batch)
+        tol = _TIE_TOLERANCE
+        obs = self.log_obs[batch]
+        mode = self.m_mode[batch]
+        a_mode = self.n_a[batch] - mode
+        central = (self.log_cell(batch, mode, _levene_mode(a_mode, 2 * self.n_f[batch] - a_mode)) - obs
+                   <= _X_CENTRAL_LOG)
+        # rows that can hold a cell above the level: P(m) >= level (a row's cells sum to P(m)); an
+        # interval around the mode, as P(m) is log-concave
+        level = np.where(central, obs - tol, obs - _X_DEPTH_LOG)
+        local = np.flatnonzero(self.log_row(batch, mode) >= level)
+        glob = batch[local]
+
+        def above(i, m):
+            return self.log_row(glob[i], m) >= level[local[i]]
+
+        r_lo = _bisect_last(above, self.m_min[glob], mode[local], rising=True)
+        r_hi = _bisect_last(above, mode[local], self.m_max[glob], rising=False)
+        n_rows = r_hi - r_lo + 1
+        rl = np.repeat(local, n_rows)                                      # (batch-local) variant of each row
+        rm = np.arange(n_rows.sum()) + np.repeat(r_lo - np.cumsum(n_rows) + n_rows, n_rows)
+        rv = batch[rl]
+        index, lev = self.levene_rows(self.n_f[rv], self.n_a[rv] - rm)
+        row_log = self.log_row(rv, rm)
+        top = row_log + lev.log_max[index]                                 # the row's most likely cell
+        row_obs, row_central = obs[rl], central[rl]
+        p = np.where(central, 1.0, 0.0)
+        reach = top >= row_obs - tol
+        # near the mode: 1 - (cells more likely than observed) - (ties, halved, with midp)
+        use = reach & row_central
+        s_more, s_tie = self._central(lev, index[use], top[use], row_obs[use])
+        p -= np.bincount(rl[use], s_more + 0.5 * self.midp * s_tie, minlength=k)
+        # far from it: rows no more likely than observed count whole; the others, their two tails
+        whole = ~row_central & (top <= row_obs + tol)
+        p += np.bincount(rl[whole], np.exp(row_log[whole]), minlength=k)
+        split = ~row_central & (top > row_obs + tol)
+        tabled = split & (top - row_obs <= _X_TABLE_RANGE_LOG)
+        p += np.bincount(rl[tabled], self._tail_sums(lev, index[tabled], top[tabled], row_obs[tabled]), minlength=k)
+        # beyond the float range of a table relative to its mode: sum each side's window in log space
+        extreme = np.flatnonzero(split & ~tabled)
+        for side in (-1, 1):
+            kept, sums = self._tails(rv[extreme], rm[extreme], lev, index[extreme], top[extreme], side)
+            p += np.bincount(rl[extreme[kept]], sums, minlength=k)
+        tie_rows = whole & reach
+        if self.midp and tie_rows.any():
+            _, s_tie = self._central(lev, index[tie_rows], top[tie_rows], row_obs[tie_rows])
+            p -= np.bincount(rl[tie_rows], 0.5 * s_tie, minlength=k)
+        return np.clip(p, 0.0, 1.0)
+
+    def _reach(self, n_f, a, mode, log_max, depth, low, high, side, slack=1.03, extra=1.0) -> np.ndarray:
+        """Estimated number of steps (of 2 hets) from a Levene mode until log P has fallen ``depth``
+        below it, on one side: a parabola through the mode whose curvature is refined by one probe."""
+        x = (a - mode) / 2
+        curvature = 4.0 / (mode + 1.0) + 1.0 / (x + 1.0) + 1.0 / (n_f - x - mode + 1.0)
+        first = np.maximum(np.rint(np.sqrt(2.0 * depth / curvature)), 1).astype(np.int64)
+        probe = np.clip(mode + 2 * side * first, low, high)
+        steps = np.abs(probe - mode) // 2
+        drop = log_max - self.log_levene(n_f, a, probe)
+        curvature = np.where(steps > 0, 2.0 * np.maximum(drop, 1e-300) / np.maximum(steps, 1) ** 2, curvature)
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            reach = np.ceil(slack * np.sqrt(2.0 * depth / curvature) + extra)
+        return np.minimum(np.nan_to_num(reach, nan=0.0, posinf=1e18), (high - low) // 2 + 1).astype(np.int64)
+
+    def _tabulate(self, lev: _LeveneRows, index: np.ndarray, depth: np.ndarray) -> _Tables:
+        """The Levene distributions ``index`` refers to (one per row), each tabulated once relative to
+        its mode down to the largest ``depth`` (log) below the mode that any of its rows needs, or
+        whole, with exclusive prefix and suffix sums."""
+        seen = np.zeros(len(lev.a), dtype=bool)
+        seen[index] = True
+        used = np.flatnonzero(seen)
+        inv = (np.cumsum(seen) - 1)[index]
+        n_f, a, mode, log_max, low, high = (x[used] for x in (lev.n_f, lev.a, lev.mode, lev.log_max, lev.low,
+                                                               lev.high))
+        need = np.zeros(len(used))
+        np.maximum.at(need, inv, depth)
+        start = np.maximum(mode - 2 * self._reach(n_f, a, mode, log_max, need, low, high, -1), low)
+        stop = np.minimum(mode + 2 * self._reach(n_f, a, mode, log_max, need, low, high, 1), high)
+        # a table must reach below its level at both ends (or the bounds): a log-concave distribution
+        # then has nothing above it outside; otherwise tabulate it whole
+        short = (((start > low) & (self.log_levene(n_f, a, start) - log_max >= -need))
+                 | ((stop < high) & (self.log_levene(n_f, a, stop) - log_max >= -need)))
+        start[short], stop[short] = low[short], high[short]
+        width = (stop - start) // 2 + 1
+        offset = np.zeros(len(used) + 1, dtype=np.int64)
+        np.cumsum(width, out=offset[1:])
+        slot = offset[:-1] + np.arange(len(used))
+        # per table (padded chunks of similar width; sums without carry, for the tails' precision):
+        # val = P / P(mode); cum[slot + j] / rcum[slot + j]: the sum of its cells before / from cell j
+        val = np.empty(offset[-1])
+        cum, rcum = np.empty(offset[-1] + len(used)), np.empty(offset[-1] + len(used))
+        for rows, w in _chunk_rows(width):
+            j = np.arange(w + 1)[None, :]
+            cells = j[:, :w] < width[rows][:, None]
+            h = np.where(cells, start[rows][:, None] + 2 * j[:, :w], mode[rows][:, None])
+            values = np.where(cells, np.exp(self.log_levene(n_f[rows][:, None], a[rows][:, None], h)
+                                            - log_max[rows][:, None]), 0.0)
+            val[(offset[rows][:, None] + j[:, :w])[cells]] = values[cells]
+            slots = j <= width[rows][:, None]
+            where = (slot[rows][:, None] + j)[slots]
+            before = np.zeros((len(rows), w + 1))
+            np.cumsum(values, axis=1, out=before[:, 1:])
+            cum[where] = before[slots]
+            after = np.zeros((len(rows), w + 1))                      # after[k]: the last k (padded) cells
+            np.cumsum(values[:, ::-1], axis=1, out=after[:, 1:])
+            rcum[where] = after[:, ::-1][slots]
+        # guesses for the crossings: per side, the spread of a parabola (in log P) through mode and end
+        k_mode = (mode - start) // 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            spread = (np.sqrt(-np.log(np.maximum(val[offset[:-1]], 1e-300))) / k_mode,
+                      np.sqrt(-np.log(np.maximum(val[offset[1:] - 1], 1e-300))) / (width - 1 - k_mode))
+        return _Tables(inv, val, offset[inv], offset[inv] + inv, k_mode[inv], width[inv] - 1, cum, rcum,
+                       spread[0][inv], spread[1][inv])
+
+    def _crossings(self, tables: _Tables, gap: np.ndarray, strict: bool,
+                   guess: tuple[np.ndarray, np.ndarray] | None = None,
+                   secant: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: the first and last table index whose value (P / P(mode)) is above exp(-gap)
+        (at least, unless ``strict``); first > last when none is. Without a ``guess``, a parabola through
+        the mode and the table's end guesses (and a secant step on the log values refines, far out)."""
+        threshold = np.exp(-gap)
+        if guess is None:
+            val, off, j_mode, j_last = tables.val, tables.off, tables.j_mode, tables.j_last
+            guess = []
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                span = np.sqrt(np.maximum(gap, 0.0))
+                for side, spread, end in ((-1, tables.spread_left, 0), (1, tables.spread_right, j_last)):
+                    step = np.nan_to_num(span / spread, nan=0.0, posinf=0.0)
+                    g = np.clip(j_mode + side * np.minimum(step, 1e9).astype(np.int64), np.minimum(end, j_mode),
+                                np.maximum(end, j_mode))
+                    if not secant:
+                        guess.append(g)
+                        continue
+                    inward = np.clip(g - side, np.minimum(end, j_mode), np.maximum(end, j_mode))
+                    here, there = np.log(val[off + g]), np.log(val[off + inward])
+                    move = np.nan_to_num((-gap - here) / (there - here), nan=0.0, posinf=0.0, neginf=0.0)
+                    guess.append(g - side * np.clip(move, -64, 64).astype(np.int64))
+        zero = np.zeros_like(tables.j_mode)
+        return (_crossing(tables.val, tables.off, zero, tables.j_mode, threshold, strict, True, guess[0]),
+                _crossing(tables.val, tables.off, tables.j_mode, tables.j_last, threshold, strict, False, guess[1]))
+
+    def _central(self, lev: _LeveneRows, index: np.ndarray, top: np.ndarray,
+                 obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per row (its Levene distribution ``index``, its most likely cell ``top`` and the observed
+        table's ``obs``, in log): the mass of its cells more likely than observed (log P > obs + tol)
+        and of those within ``tol`` of it, from the tables' prefix sums."""
+        n = len(index)
+        s_more, s_tie = np.zeros(n), np.zeros(n)
+        if n == 0:
+            return s_more, s_tie
+        tol = _TIE_TOLERANCE
+        t = self._tabulate(lev, index, top - (obs - tol))
+        cum, c_off, j_mode = t.cum, t.c_off, t.j_mode
+        i_left, i_right = self._crossings(t, top - (obs + tol), True)
+        inner = i_right >= i_left
+        scale = np.exp(top)
+        s_more = np.where(inner, cum[c_off + i_right + 1] - cum[c_off + np.minimum(i_left, i_right + 1)], 0.0) * scale
+        if self.midp:
+            t_left, t_right = self._crossings(t, top - (obs - tol), False, (i_left, i_right))
+            left = cum[c_off + np.where(inner, i_left, j_mode + 1)] - cum[c_off + np.minimum(t_left, j_mode + 1)]
+            right = cum[c_off + np.maximum(t_right, j_mode) + 1] - cum[c_off + np.where(inner, i_right, j_mode) + 1]
+            s_tie = np.where(t_right >= t_left, left + right, 0.0) * scale
+        return s_more, s_tie
+
+    def _tail_sums(self, lev: _LeveneRows, index: np.ndarray, top: np.ndarray, obs: np.ndarray) -> np.ndarray:
+        """Per row whose most likely cell is more likely than observed (by less than exp(600)): the mass
+        of its cells no more likely than observed (ties halved with midp), down to exp(-40) times it
+        (or further), from the tables' prefix (left tail) and suffix (right tail) sums."""
+        if len(index) == 0:
+            return np.zeros(0)
+        tol = _TIE_TOLERANCE
+        t = self._tabulate(lev, index, top - (obs - _X_DEPTH_LOG))
+        i_left, i_right = self._crossings(t, top - (obs + tol), True, secant=True)   # cells more likely than obs
+        tails = t.cum[t.c_off + i_left] + t.rcum[t.c_off + i_right + 1]
+        if self.midp:
+            t_left, t_right = self._crossings(t, top - (obs - tol), False, (i_left, i_right))
+            tails -= 0.5 * (t.cum[t.c_off + i_left] - t.cum[t.c_off + t_left]
+                            + t.rcum[t.c_off + i_right + 1] - t.rcum[t.c_off + t_right + 1])
+        return tails * np.exp(top)
+
+    def _tails(self, v, m, lev: _LeveneRows, index, top, side) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_tail_sums` for rows whose most likely cell exceeds the observed table by more than
+        a table's float range (exp(600)): one side's cells no more likely than observed (ties halved
+        with midp), down to exp(-40) times it, summed over a window in log space (the whole side if
+        the estimated window misses). Returns which rows have that side, and their sums."""
+        kept = np.ones(len(v), dtype=bool)
+        if len(v) == 0:
+            return kept, np.zeros(0)
+        tol = _TIE_TOLERANCE
+        obs = self.log_obs[v]
+        n_f, a, mode, log_max, low, high = (x[index] for x in (lev.n_f, lev.a, lev.mode, lev.log_max, lev.low,
+                                                                lev.high))
+        outer = self._reach(n_f, a, mode, log_max, top - (obs - _X_DEPTH_LOG), low, high, side, 1.1, 2.0)
+        inner = np.maximum(self._reach(n_f, a, mode, log_max, top - (obs + tol), low, high, side, 0.9, -2.0), 0)
+        if side < 0:
+            start, stop = np.maximum(mode - 2 * outer, low), np.maximum(mode - 2 * inner, low)
+        else:
+            kept = mode < high
+            v, m, mode, obs, low, high = (x[kept] for x in (v, m, mode, obs, low, high))
+            start = np.minimum(mode + 2 * np.maximum(inner[kept], 1), high)
+            stop = np.minimum(mode + 2 * outer[kept], high)
+        weights = (0.0, 1.0 - 0.5 * self.midp, 1.0)
+        sums, first, last = self._window_sums(v, m, start, stop, weights)
+        # the window must start below the depth (or at the row's end) and end inside the cells more
+        # likely than observed (or at the mode); else sum the whole side
+        if side < 0:
+            ok = ((start == low) | (first < obs - _X_DEPTH_LOG)) & ((stop == mode) | (last > obs + tol))
+        else:
+            ok = ((stop == high) | (last < obs - _X_DEPTH_LOG)) & ((start == mode + 2) | (first > obs + tol))
+        redo = np.flatnonzero(~ok | ~np.isfinite(sums))
+        if len(redo):
+            start = low[redo] if side < 0 else mode[redo] + 2
+            stop = mode[redo] if side < 0 else high[redo]
+            sums[redo] = self._window_sums(v[redo], m[redo], start, stop, weights)[0]
+        return kept, sums
+
+    def _window_sums(self, v, m, start, stop, weights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Over the cells h = start, start + 2, ..., stop of row m: the sum of P times ``weights[0]``
+        (log P > log P_obs + tol), ``weights[1]`` (within tol) or ``weights[2]`` (below), in log space
+        (ratio recurrence P(h + 2) / P(h) = (a - h)(b - h) / ((h + 1)(h + 2))), and the first and
+        last cells' log P."""
+        n = len(v)
+        tol = _TIE_TOLERANCE
+        obs = self.log_obs[v]
+        sums, first, last = np.zeros(n), np.zeros(n), np.zeros(n)
+        if n == 0:
+            return sums, first, last
+        a = self.n_a[v] - m
+        b = 2 * self.n_f[v] - a
+        width = (stop - start) // 2 + 1
+        rel0 = self.log_cell(v, m, start) - obs
+        for rows, w in _chunk_rows(width):
+            steps = np.arange(w)[:, None]
+            u = start[rows][None, :] + 2.0 * steps                         # (w, rows): het counts
+            with np.errstate(divide="ignore", invalid="ignore"):
+                step = np.log((a[rows] - u) * (b[rows] - u)) - np.log((u + 1.0) * (u + 2.0))
+            rel = np.empty((w, len(rows)))
+            rel[0] = rel0[rows]
+            for j in range(1, w):
+                np.add(rel[j - 1], step[j - 1], out=rel[j])
+            weight = np.where(rel > tol, weights[0], np.where(rel < -tol, weights[2], weights[1]))
+            weight = np.where(steps < width[rows][None, :], weight, 0.0)
+            with np.errstate(over="ignore", invalid="ignore"):
+                sums[rows] = np.where(weight != 0, weight * np.exp(np.minimum(rel + obs[rows], 700.0)), 0.0).sum(axis=0)
+            first[rows] = rel[0] + obs[rows]
+            last[rows] = rel[width[rows] - 1, np.arange(len(rows))] + obs[rows]
+        return sums, first, last
+
+
 @dataclass
 class GenotypeCounts:
     """Per-variant genotype counts and per-sample missing counts from one pass.
@@ -253,19 +766,38 @@ def variant_stats(source: GenotypeSource, *, samples: Any = None, variants: Any 
                   block_size: int = 4096, hwe_midp: bool = False) -> pd.DataFrame:
     """Per-variant QC statistics (like ``plink2 --freq --missing --hardy``).
 
+    ``HWE_P`` is the exact test over the called genotypes of ``samples``; on chrX it is plink2's test
+    including males (:func:`hwe_x_exact_pvalues`, its ``.hardy.x``): females (sex 2) and the males'
+    hemizygous calls (sex 1; a heterozygous male call counts as missing), samples of unknown sex left
+    out. The other columns count every sample as diploid.
+
     Returns
     -------
     DataFrame, one row per variant
         ``ID CHROM POS A1 AX A1_FREQ MISSING_RATE HWE_P HOM_A1_CT HET_CT HOM_AX_CT OBS_CT``
         (``A1`` = counted allele, ``AX`` = the other allele).
     """
+    from deepprs.assoc.design import CHR_X, chromosome_class
+
     counts = genotype_counts(source, samples=samples, variants=variants, block_size=block_size)
-    table = source.variant_table.iloc[as_index(variants, source.n_variants, "variant")]
+    variant_index = as_index(variants, source.n_variants, "variant")
+    table = source.variant_table.iloc[variant_index]
+    on_x = chromosome_class(table["chrom"].to_numpy()) == CHR_X
+    hwe_p = np.empty(len(table))
+    hwe_p[~on_x] = hwe_exact_pvalues(counts.n_hom_a1[~on_x], counts.n_het[~on_x], counts.n_hom_other[~on_x],
+                                     midp=hwe_midp)
+    if on_x.any():
+        sample_index = as_index(samples, source.n_samples, "sample")
+        sex = sample_sex(source, sample_index)
+        females, males = (genotype_counts(source, samples=sample_index[sex == code], variants=variant_index[on_x],
+                                          block_size=block_size, progress=False) for code in (2, 1))
+        hwe_p[on_x] = hwe_x_exact_pvalues(females.n_hom_a1, females.n_het, females.n_hom_other, males.n_hom_a1,
+                                          males.n_hom_other, midp=hwe_midp)
     return pd.DataFrame({
         "ID": table["id"].to_numpy(), "CHROM": table["chrom"].to_numpy(), "POS": table["pos"].to_numpy(),
         "A1": table["a1"].to_numpy(), "AX": table["ref"].to_numpy(),
         "A1_FREQ": counts.a1_freq, "MISSING_RATE": counts.missing_rate,
-        "HWE_P": hwe_exact_pvalues(counts.n_hom_a1, counts.n_het, counts.n_hom_other, midp=hwe_midp),
+        "HWE_P": hwe_p,
         "HOM_A1_CT": counts.n_hom_a1, "HET_CT": counts.n_het, "HOM_AX_CT": counts.n_hom_other,
         "OBS_CT": counts.n_called,
     })

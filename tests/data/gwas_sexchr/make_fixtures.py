@@ -93,4 +93,46 @@ for out, bim, fam, pheno, with_covar in RUNS:
 subprocess.run(["plink2", "--bed", "sexchr.bed", "--bim", "letters.bim", "--fam", "pedigree.fam", "--freq",
                 "--missing", "variant-only", "--hardy", "--threads", "1", "--out", "plink2_pedigree"],
                check=True, stdout=subprocess.DEVNULL)
+
+# chrX Hardy-Weinberg fixture (tests of deepprs.qc.stats.hwe_x_exact_pvalues and --hwe on chrX): 2400 samples
+# (47 % female, 47 % male, 6 % unknown sex, 8 % with a father listed) x 28 chrX variants: in HWE over a range of
+# frequencies, with female inbreeding (too few / too many hets), with male and female frequencies apart, and
+# edge cases (monomorphic, no male call, no female call, very rare); 2 % of male calls are heterozygous (plink2
+# counts them as missing), 2 % of all calls missing. Own random stream: the fixtures above do not change.
+rng_x = np.random.default_rng(2016)
+n_x = 2400
+sex_x = rng_x.choice([2, 1, 0], size=n_x, p=[0.47, 0.47, 0.06])
+has_father = rng_x.random(n_x) < 0.08
+specs = [(q, q, 0.0) for q in (0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.004)]   # (female freq, male freq, F)
+specs += [(q, q, f) for q, f in ((0.4, 0.05), (0.3, -0.06), (0.2, 0.1), (0.45, -0.12), (0.1, 0.3), (0.25, 0.02),
+                                 (0.35, -0.02), (0.15, 0.5), (0.05, -0.04), (0.5, 0.2))]
+specs += [(qf, qm, 0.0) for qf, qm in ((0.3, 0.35), (0.2, 0.12), (0.4, 0.25), (0.1, 0.2), (0.05, 0.02), (0.5, 0.45))]
+m_x = len(specs) + 4
+calls = np.zeros((m_x, n_x), dtype=int)                          # A1 (first .bim allele) counts, -1 missing
+for j, (qf, qm, f) in enumerate(specs):
+    probs = np.clip([qf * qf + f * qf * (1 - qf), 2 * qf * (1 - qf) * (1 - f), (1 - qf) ** 2 + f * qf * (1 - qf)],
+                    0, None)
+    female = rng_x.choice([2, 1, 0], size=n_x, p=probs / probs.sum())
+    male = np.where(rng_x.random(n_x) < 0.02, 1, 2 * rng_x.binomial(1, qm, size=n_x))
+    calls[j] = np.where(sex_x == 1, male, female)
+j = len(specs)
+calls[j + 1] = np.where(sex_x == 1, -1, rng_x.binomial(2, 0.3, n_x))              # (j: monomorphic) no male call
+calls[j + 2] = np.where(sex_x == 2, -1, 2 * rng_x.binomial(1, 0.3, n_x))          # no female call
+calls[j + 3] = np.where(sex_x == 1, 2 * rng_x.binomial(1, 0.001, n_x), rng_x.binomial(2, 0.001, n_x))
+calls = np.where(rng_x.random(calls.shape) < 0.02, -1, calls)
+code_x = np.choose(np.where(calls < 0, 3, calls), [3, 2, 0, 1]).astype(np.uint8)
+padded_x = np.zeros((m_x, -(-n_x // 4) * 4), dtype=np.uint8)
+padded_x[:, :n_x] = code_x
+packed_x = (padded_x.reshape(m_x, -1, 4) << np.array([0, 2, 4, 6], dtype=np.uint8)).sum(axis=2).astype(np.uint8)
+with open("hwex.bed", "wb") as handle:
+    handle.write(bytes([0x6C, 0x1B, 0x01]) + packed_x.tobytes())
+with open("hwex.bim", "w") as handle:
+    handle.write("".join(f"X\tx{j}\t0\t{1000 * (j + 1)}\tA\tG\n" for j in range(m_x)))
+with open("hwex.fam", "w") as handle:
+    handle.write("".join(f"H{i}\tH{i}\t{f'H{i + 1}' if has_father[i] else '0'}\t0\t{sex_x[i]}\t-9\n"
+                         for i in range(n_x)))
+hwex = ["plink2", "--bfile", "hwex", "--threads", "1"]
+for extra, out in ((["--hardy"], "plink2_hwex"), (["--hardy", "midp"], "plink2_hwex_midp"),
+                   (["--hwe", "0.0003", "--write-snplist"], "plink2_hwex_hwe")):
+    subprocess.run(hwex + extra + ["--out", out], check=True, stdout=subprocess.DEVNULL)
 subprocess.run("rm -f plink2_*.log", shell=True, check=True)
