@@ -17,14 +17,14 @@ exactly the OLS fit on the observed rows. Products of the int8 dosages with real
 computed exactly (int8 digit splitting, see :mod:`deepprs.assoc.blocks`), so results agree with
 plink2's double-precision fits.
 
-Speed notes (N = 10,000, 100,000 variants, see benchmarks/RESULTS_gwas.md): for ``.bed`` input
-the missing calls and gᵀg (from a popcount of the homozygous-A1 calls) come from bit-parallel
-kernels on the packed bytes (:mod:`deepprs.assoc.bedscan`), which the CLI already runs in a
-background thread while torch is being imported; blocks are decoded (table lookup into reused
-buffers) and their sparse missing-call sums computed by two worker threads ahead of the torch
-algebra; the batched k × k solves use Cholesky (LU for the matrices it rejects); the small
-per-block algebra runs on one thread
-(OpenMP barriers on tiny tensors cost milliseconds per op on a loaded machine).
+Speed notes (N = 10,000, 100,000 variants, see benchmarks/RESULTS_gwas.md): for ``.bed`` and
+hard-call ``.pgen`` input the missing calls and gᵀg (from the homozygous-A1 counts) come from a
+start-up scan (:mod:`deepprs.assoc.bedscan`) that the CLI runs in a forked process while torch is
+being imported; blocks are decoded (into reused buffers) and their sparse missing-call sums computed
+by two worker threads ahead of the torch algebra; the batched k × k solves use Cholesky (LU for the
+matrices it rejects); the small per-block algebra runs on one thread (OpenMP barriers on tiny
+tensors cost milliseconds per op on a loaded machine), and numpy's / scipy's BLAS on one thread
+beside the workers.
 
 plink2's predictor checks (``--vif`` / ``--max-corr``: CORR_TOO_HIGH, VIF_INFINITE, VIF_TOO_HIGH
 over each variant's observed samples, the covariates' VIFs included) come from the same
