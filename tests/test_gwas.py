@@ -961,3 +961,13 @@ def test_linear_block_size_bounds_memory_and_scan_uses_the_same_grid(tmp_path, m
         bedscan.stop_bed_scan()
     for name in reference:
         pd.testing.assert_frame_equal(reference[name], capped[name], check_exact=True)
+
+
+def test_count_equal_int8_with_a_scratch_of_the_same_padded_width_but_more_columns():
+    """A scratch made for 21 columns (padded to 24) reused for 20: the flags of column 20 from the
+    previous call must not be counted."""
+    from deepprs.assoc.bedscan import count_equal_int8, count_scratch
+
+    scratch = count_scratch(4, 21)
+    np.testing.assert_array_equal(count_equal_int8(np.full((4, 21), 2, dtype=np.int8), 2, scratch), [21] * 4)
+    np.testing.assert_array_equal(count_equal_int8(np.zeros((4, 20), dtype=np.int8), 2, scratch), [0] * 4)

@@ -149,6 +149,7 @@ def test_collection_deferred_by_the_executable_resumes_when_the_command_runs(tmp
     finally:
         COLLECTION_DEFERRED[0] = False
         gc.enable()
+        gc.unfreeze()  # (resume_collection froze every object of the test session)
     assert states == [True]
     assert not COLLECTION_DEFERRED[0]
 

@@ -188,9 +188,11 @@ def count_equal_int8(values: np.ndarray, value: int, scratch: np.ndarray) -> np.
     ``np.count_nonzero(values == value, axis=1)`` casts every flag to int64 (3x slower).
     """
     b, n = values.shape
-    if scratch.shape[0] < b or scratch.shape[1] != -(-n // 8) * 8 or scratch.dtype != np.uint8:
-        scratch = count_scratch(b, n)  # (made for another width: its padding may hold flags)
+    if (scratch.shape[0] < b or scratch.shape[1] != -(-n // 8) * 8 or scratch.dtype != np.uint8
+            or not scratch.flags.c_contiguous):
+        scratch = count_scratch(b, n)  # (made for another width)
     flags = scratch[:b]
+    flags[:, n:] = 0  # (a scratch last used with more columns of the same padded width holds flags there)
     np.equal(values, value, out=flags[:, :n].view(np.bool_))
     return np.bitwise_count(flags.view(np.uint64)).sum(axis=1, dtype=np.int64)
 

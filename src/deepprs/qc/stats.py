@@ -205,6 +205,11 @@ _X_CENTRAL_LOG = 6.0    # observed within exp(-6) of the mode: P = 1 - (mass mor
 _X_DEPTH_LOG = 40.0     # else tables less likely than exp(-40) x the observed one are left out of the tail sum
 _X_TABLE_RANGE_LOG = 600.0  # tail sums from tables relative to a row's mode down to exp(-640) (float range)
 _X_CHUNK_CELLS = 1 << 17
+# the P-value sums at most (rows x (n_f + 1)) tables, each no more likely than observed: below
+# exp(-746) < 2^-1075 it rounds to 0 in float64 (plink2 prints 0 there too), with no table to build
+_X_UNDERFLOW_LOG = -746.0
+_X_BATCH_ROWS = 1 << 19     # rows (male A1 counts) per batch of variants: bounds the per-row arrays
+_X_TABLE_CELLS = 1 << 22    # tabulated cells per call of the table sums (~100 MB with prefix/suffix sums)
 
 
 def hwe_x_exact_pvalues(female_hom_a1: np.ndarray, female_het: np.ndarray, female_hom_other: np.ndarray,
@@ -247,9 +252,10 @@ def hwe_x_exact_pvalues(female_hom_a1: np.ndarray, female_het: np.ndarray, femal
     for where its cells cross ``P_obs``. When the observed table lies near the mode
     (``P_obs >= exp(-6) P_mode``) the P-value is one minus the mass of the tables more likely than
     observed (absolute error ~1e-11); otherwise the rows' tails are summed, down to ``exp(-40) P_obs``.
-    P-values agree with a plain enumeration of every table to about 1e-8 relative. The work per
-    variant grows with the square root of the sample size (rows within reach of the mode), not with
-    the number of tables.
+    P-values agree with a plain enumeration of every table to about 1e-8 relative. Near HWE the work
+    per variant grows with the square root of the sample size (rows within reach of the mode), not
+    with the number of tables; far from it the tails take up to rows x cells (seconds per variant at
+    200,000 of each sex), in bounded memory; a P-value that underflows float64 is 0 at once.
     """
     columns = np.broadcast_arrays(*(np.asarray(c, dtype=np.int64) for c in
                                     (female_hom_a1, female_het, female_hom_other, male_a1, male_other)))
@@ -447,9 +453,15 @@ class _XHweTables:
 
     def pvalues(self, batch: int = 1024) -> np.ndarray:
         out = np.empty(len(self.n_f))
+        # observed tables so unlikely that the P-value underflows: 0 without enumerating anything (far
+        # from HWE at biobank sizes the tails would otherwise be tabulated over millions of cells)
+        n_tables = (self.m_max - self.m_min + 1.0) * (self.n_f + 1.0)
+        underflow = self.log_obs + np.log(n_tables) < _X_UNDERFLOW_LOG
+        out[underflow] = 0.0
         # batches of similar female and A1 counts share most of their Levene distributions
         order = np.lexsort((self.n_a, self.n_f))
-        for start in range(0, len(out), batch):
+        order = order[~underflow[order]]
+        for start in range(0, len(order), batch):
             part = order[start : start + batch]
             out[part] = self._pvalues(part)
         return out
@@ -474,6 +486,9 @@ class _XHweTables:
         r_lo = _bisect_last(above, self.m_min[glob], mode[local], rising=True)
         r_hi = _bisect_last(above, mode[local], self.m_max[glob], rising=False)
         n_rows = r_hi - r_lo + 1
+        if k > 1 and n_rows.sum() > _X_BATCH_ROWS:  # far from HWE at large counts: thousands of rows each
+            half = k // 2
+            return np.concatenate([self._pvalues(batch[:half]), self._pvalues(batch[half:])])
         rl = np.repeat(local, n_rows)                                      # (batch-local) variant of each row
         rm = np.arange(n_rows.sum()) + np.repeat(r_lo - np.cumsum(n_rows) + n_rows, n_rows)
         rv = batch[rl]
@@ -484,25 +499,60 @@ class _XHweTables:
         p = np.where(central, 1.0, 0.0)
         reach = top >= row_obs - tol
         # near the mode: 1 - (cells more likely than observed) - (ties, halved, with midp)
-        use = reach & row_central
-        s_more, s_tie = self._central(lev, index[use], top[use], row_obs[use])
+        use = np.flatnonzero(reach & row_central)
+        s_more, s_tie = self._by_table_chunks(self._central, lev, index[use], top[use], row_obs[use],
+                                              top[use] - (row_obs[use] - tol))
         p -= np.bincount(rl[use], s_more + 0.5 * self.midp * s_tie, minlength=k)
         # far from it: rows no more likely than observed count whole; the others, their two tails
         whole = ~row_central & (top <= row_obs + tol)
         p += np.bincount(rl[whole], np.exp(row_log[whole]), minlength=k)
         split = ~row_central & (top > row_obs + tol)
-        tabled = split & (top - row_obs <= _X_TABLE_RANGE_LOG)
-        p += np.bincount(rl[tabled], self._tail_sums(lev, index[tabled], top[tabled], row_obs[tabled]), minlength=k)
+        tabled = np.flatnonzero(split & (top - row_obs <= _X_TABLE_RANGE_LOG))
+        tails = self._by_table_chunks(lambda *args: (self._tail_sums(*args),), lev, index[tabled], top[tabled],
+                                      row_obs[tabled], top[tabled] - (row_obs[tabled] - _X_DEPTH_LOG))[0]
+        p += np.bincount(rl[tabled], tails, minlength=k)
         # beyond the float range of a table relative to its mode: sum each side's window in log space
-        extreme = np.flatnonzero(split & ~tabled)
+        extreme = np.flatnonzero(split & (top - row_obs > _X_TABLE_RANGE_LOG))
         for side in (-1, 1):
             kept, sums = self._tails(rv[extreme], rm[extreme], lev, index[extreme], top[extreme], side)
             p += np.bincount(rl[extreme[kept]], sums, minlength=k)
-        tie_rows = whole & reach
-        if self.midp and tie_rows.any():
-            _, s_tie = self._central(lev, index[tie_rows], top[tie_rows], row_obs[tie_rows])
+        tie_rows = np.flatnonzero(whole & reach)
+        if self.midp and len(tie_rows):
+            _, s_tie = self._by_table_chunks(self._central, lev, index[tie_rows], top[tie_rows], row_obs[tie_rows],
+                                             top[tie_rows] - (row_obs[tie_rows] - tol))
             p -= np.bincount(rl[tie_rows], 0.5 * s_tie, minlength=k)
         return np.clip(p, 0.0, 1.0)
+
+    def _by_table_chunks(self, fn, lev: _LeveneRows, index: np.ndarray, top: np.ndarray, obs: np.ndarray,
+                         depth: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``fn(lev, index, top, obs)`` (per-row arrays) over groups of rows whose Levene distributions,
+        tabulated down to ``depth``, take about ``_X_TABLE_CELLS`` cells together (rows sharing one stay
+        in one group): far from HWE at large counts one variant has thousands of rows of thousands of
+        cells, and a batch of such variants at once would take tens of GB."""
+        if len(index) == 0:
+            return fn(lev, index, top, obs)
+        used, inv = np.unique(index, return_inverse=True)
+        inv = inv.ravel()
+        need = np.zeros(len(used))
+        np.maximum.at(need, inv, depth)
+        n_f, a, mode, log_max, low, high = (x[used] for x in (lev.n_f, lev.a, lev.mode, lev.log_max, lev.low,
+                                                               lev.high))
+        cells = (self._reach(n_f, a, mode, log_max, need, low, high, -1)
+                 + self._reach(n_f, a, mode, log_max, need, low, high, 1) + 1)
+        group = (np.cumsum(cells) - cells) // _X_TABLE_CELLS                  # per distribution, ascending
+        if group[-1] == 0:
+            return fn(lev, index, top, obs)
+        row_group = group[inv]
+        order = np.argsort(row_group, kind="stable")
+        parts = np.split(order, np.flatnonzero(np.diff(row_group[order])) + 1)
+        results = [fn(lev, index[part], top[part], obs[part]) for part in parts]
+        out = []
+        for j in range(len(results[0])):
+            values = np.empty(len(index))
+            for part, result in zip(parts, results, strict=True):
+                values[part] = result[j]
+            out.append(values)
+        return tuple(out)
 
     def _reach(self, n_f, a, mode, log_max, depth, low, high, side, slack=1.03, extra=1.0) -> np.ndarray:
         """Estimated number of steps (of 2 hets) from a Levene mode until log P has fallen ``depth``
