@@ -203,7 +203,6 @@ def _hwe_chunk(counts: np.ndarray, midp: bool) -> np.ndarray:
 
 _X_CENTRAL_LOG = 6.0    # observed within exp(-6) of the mode: P = 1 - (mass more likely than observed)
 _X_DEPTH_LOG = 40.0     # else tables less likely than exp(-40) x the observed one are left out of the tail sum
-_X_TABLE_RANGE_LOG = 600.0  # tail sums from tables relative to a row's mode down to exp(-640) (float range)
 _X_CHUNK_CELLS = 1 << 17
 # the P-value sums at most (rows x (n_f + 1)) tables, each no more likely than observed: below
 # exp(-746) < 2^-1075 it rounds to 0 in float64 (plink2 prints 0 there too), with no table to build
@@ -251,11 +250,14 @@ def hwe_x_exact_pvalues(female_hom_a1: np.ndarray, female_het: np.ndarray, femal
     and suffix sums, and shared by every row and variant that needs it; a row then costs two searches
     for where its cells cross ``P_obs``. When the observed table lies near the mode
     (``P_obs >= exp(-6) P_mode``) the P-value is one minus the mass of the tables more likely than
-    observed (absolute error ~1e-11); otherwise the rows' tails are summed, down to ``exp(-40) P_obs``.
+    observed (absolute error ~1e-11); otherwise rows no more likely than observed count whole and the
+    others' tails are summed, each from where its cells cross ``P_obs`` (found by bisection on
+    closed-form log probabilities) outward down to ``exp(-40) P_obs``, without tabulating the rows.
     P-values agree with a plain enumeration of every table to about 1e-8 relative. Near HWE the work
     per variant grows with the square root of the sample size (rows within reach of the mode), not
-    with the number of tables; far from it the tails take up to rows x cells (seconds per variant at
-    200,000 of each sex), in bounded memory; a P-value that underflows float64 is 0 at once.
+    with the number of tables; far from it, with rows x (log n + the cells of each tail's shell)
+    (tens of ms per variant at 200,000 of each sex), in bounded memory; a P-value that underflows
+    float64 is 0 at once.
     """
     columns = np.broadcast_arrays(*(np.asarray(c, dtype=np.int64) for c in
                                     (female_hom_a1, female_het, female_hom_other, male_a1, male_other)))
@@ -374,7 +376,7 @@ class _LeveneRows:
 @dataclass
 class _Tables:
     """Tabulated Levene distributions (values relative to their modes, flat) and, per row using them:
-    its table's position, mode and last index, prefix / suffix sums and spreads for crossing guesses."""
+    its table's position, mode and last index, prefix sums and spreads for crossing guesses."""
 
     inv: np.ndarray
     val: np.ndarray
@@ -383,7 +385,6 @@ class _Tables:
     j_mode: np.ndarray
     j_last: np.ndarray
     cum: np.ndarray
-    rcum: np.ndarray
     spread_left: np.ndarray
     spread_right: np.ndarray
 
@@ -506,16 +507,11 @@ class _XHweTables:
         # far from it: rows no more likely than observed count whole; the others, their two tails
         whole = ~row_central & (top <= row_obs + tol)
         p += np.bincount(rl[whole], np.exp(row_log[whole]), minlength=k)
-        split = ~row_central & (top > row_obs + tol)
-        tabled = np.flatnonzero(split & (top - row_obs <= _X_TABLE_RANGE_LOG))
-        tails = self._by_table_chunks(lambda *args: (self._tail_sums(*args),), lev, index[tabled], top[tabled],
-                                      row_obs[tabled], top[tabled] - (row_obs[tabled] - _X_DEPTH_LOG))[0]
-        p += np.bincount(rl[tabled], tails, minlength=k)
-        # beyond the float range of a table relative to its mode: sum each side's window in log space
-        extreme = np.flatnonzero(split & (top - row_obs > _X_TABLE_RANGE_LOG))
+        split = np.flatnonzero(~row_central & (top > row_obs + tol))
         for side in (-1, 1):
-            kept, sums = self._tails(rv[extreme], rm[extreme], lev, index[extreme], top[extreme], side)
-            p += np.bincount(rl[extreme[kept]], sums, minlength=k)
+            with np.errstate(divide="ignore"):                          # P_obs may underflow alone, not the sum
+                tails = np.exp(np.log(self._shell_sums(rv[split], rm[split], side)) + row_obs[split])
+            p += np.bincount(rl[split], tails, minlength=k)
         tie_rows = np.flatnonzero(whole & reach)
         if self.midp and len(tie_rows):
             _, s_tie = self._by_table_chunks(self._central, lev, index[tie_rows], top[tie_rows], row_obs[tie_rows],
@@ -571,7 +567,7 @@ class _XHweTables:
     def _tabulate(self, lev: _LeveneRows, index: np.ndarray, depth: np.ndarray) -> _Tables:
         """The Levene distributions ``index`` refers to (one per row), each tabulated once relative to
         its mode down to the largest ``depth`` (log) below the mode that any of its rows needs, or
-        whole, with exclusive prefix and suffix sums."""
+        whole, with exclusive prefix sums."""
         seen = np.zeros(len(lev.a), dtype=bool)
         seen[index] = True
         used = np.flatnonzero(seen)
@@ -591,10 +587,10 @@ class _XHweTables:
         offset = np.zeros(len(used) + 1, dtype=np.int64)
         np.cumsum(width, out=offset[1:])
         slot = offset[:-1] + np.arange(len(used))
-        # per table (padded chunks of similar width; sums without carry, for the tails' precision):
-        # val = P / P(mode); cum[slot + j] / rcum[slot + j]: the sum of its cells before / from cell j
+        # per table (padded chunks of similar width):
+        # val = P / P(mode); cum[slot + j]: the sum of its cells before cell j
         val = np.empty(offset[-1])
-        cum, rcum = np.empty(offset[-1] + len(used)), np.empty(offset[-1] + len(used))
+        cum = np.empty(offset[-1] + len(used))
         for rows, w in _chunk_rows(width):
             j = np.arange(w + 1)[None, :]
             cells = j[:, :w] < width[rows][:, None]
@@ -607,26 +603,22 @@ class _XHweTables:
             before = np.zeros((len(rows), w + 1))
             np.cumsum(values, axis=1, out=before[:, 1:])
             cum[where] = before[slots]
-            after = np.zeros((len(rows), w + 1))                      # after[k]: the last k (padded) cells
-            np.cumsum(values[:, ::-1], axis=1, out=after[:, 1:])
-            rcum[where] = after[:, ::-1][slots]
         # guesses for the crossings: per side, the spread of a parabola (in log P) through mode and end
         k_mode = (mode - start) // 2
         with np.errstate(divide="ignore", invalid="ignore"):
             spread = (np.sqrt(-np.log(np.maximum(val[offset[:-1]], 1e-300))) / k_mode,
                       np.sqrt(-np.log(np.maximum(val[offset[1:] - 1], 1e-300))) / (width - 1 - k_mode))
-        return _Tables(inv, val, offset[inv], offset[inv] + inv, k_mode[inv], width[inv] - 1, cum, rcum,
+        return _Tables(inv, val, offset[inv], offset[inv] + inv, k_mode[inv], width[inv] - 1, cum,
                        spread[0][inv], spread[1][inv])
 
     def _crossings(self, tables: _Tables, gap: np.ndarray, strict: bool,
-                   guess: tuple[np.ndarray, np.ndarray] | None = None,
-                   secant: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                   guess: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Per row: the first and last table index whose value (P / P(mode)) is above exp(-gap)
         (at least, unless ``strict``); first > last when none is. Without a ``guess``, a parabola through
-        the mode and the table's end guesses (and a secant step on the log values refines, far out)."""
+        the mode and the table's end guesses."""
         threshold = np.exp(-gap)
         if guess is None:
-            val, off, j_mode, j_last = tables.val, tables.off, tables.j_mode, tables.j_last
+            j_mode, j_last = tables.j_mode, tables.j_last
             guess = []
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 span = np.sqrt(np.maximum(gap, 0.0))
@@ -634,13 +626,7 @@ class _XHweTables:
                     step = np.nan_to_num(span / spread, nan=0.0, posinf=0.0)
                     g = np.clip(j_mode + side * np.minimum(step, 1e9).astype(np.int64), np.minimum(end, j_mode),
                                 np.maximum(end, j_mode))
-                    if not secant:
-                        guess.append(g)
-                        continue
-                    inward = np.clip(g - side, np.minimum(end, j_mode), np.maximum(end, j_mode))
-                    here, there = np.log(val[off + g]), np.log(val[off + inward])
-                    move = np.nan_to_num((-gap - here) / (there - here), nan=0.0, posinf=0.0, neginf=0.0)
-                    guess.append(g - side * np.clip(move, -64, 64).astype(np.int64))
+                    guess.append(g)
         zero = np.zeros_like(tables.j_mode)
         return (_crossing(tables.val, tables.off, zero, tables.j_mode, threshold, strict, True, guess[0]),
                 _crossing(tables.val, tables.off, tables.j_mode, tables.j_last, threshold, strict, False, guess[1]))
@@ -668,89 +654,77 @@ class _XHweTables:
             s_tie = np.where(t_right >= t_left, left + right, 0.0) * scale
         return s_more, s_tie
 
-    def _tail_sums(self, lev: _LeveneRows, index: np.ndarray, top: np.ndarray, obs: np.ndarray) -> np.ndarray:
-        """Per row whose most likely cell is more likely than observed (by less than exp(600)): the mass
-        of its cells no more likely than observed (ties halved with midp), down to exp(-40) times it
-        (or further), from the tables' prefix (left tail) and suffix (right tail) sums."""
-        if len(index) == 0:
-            return np.zeros(0)
-        tol = _TIE_TOLERANCE
-        t = self._tabulate(lev, index, top - (obs - _X_DEPTH_LOG))
-        i_left, i_right = self._crossings(t, top - (obs + tol), True, secant=True)   # cells more likely than obs
-        tails = t.cum[t.c_off + i_left] + t.rcum[t.c_off + i_right + 1]
-        if self.midp:
-            t_left, t_right = self._crossings(t, top - (obs - tol), False, (i_left, i_right))
-            tails -= 0.5 * (t.cum[t.c_off + i_left] - t.cum[t.c_off + t_left]
-                            + t.rcum[t.c_off + i_right + 1] - t.rcum[t.c_off + t_right + 1])
-        return tails * np.exp(top)
+    def _shell_sums(self, v: np.ndarray, m: np.ndarray, side: int, cells: int = _X_CHUNK_CELLS) -> np.ndarray:
+        """Per row (variant ``v``, male A1 count ``m``) whose most likely cell is more likely than
+        observed: the sum of P / P_obs over its cells no more likely than observed (ties halved with
+        midp) on one side of its Levene mode (``side`` -1: fewer hets, 1: more), down to exp(-40)
+        P_obs (or the row's end).
 
-    def _tails(self, v, m, lev: _LeveneRows, index, top, side) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`_tail_sums` for rows whose most likely cell exceeds the observed table by more than
-        a table's float range (exp(600)): one side's cells no more likely than observed (ties halved
-        with midp), down to exp(-40) times it, summed over a window in log space (the whole side if
-        the estimated window misses). Returns which rows have that side, and their sums."""
-        kept = np.ones(len(v), dtype=bool)
-        if len(v) == 0:
-            return kept, np.zeros(0)
-        tol = _TIE_TOLERANCE
-        obs = self.log_obs[v]
-        n_f, a, mode, log_max, low, high = (x[index] for x in (lev.n_f, lev.a, lev.mode, lev.log_max, lev.low,
-                                                                lev.high))
-        outer = self._reach(n_f, a, mode, log_max, top - (obs - _X_DEPTH_LOG), low, high, side, 1.1, 2.0)
-        inner = np.maximum(self._reach(n_f, a, mode, log_max, top - (obs + tol), low, high, side, 0.9, -2.0), 0)
-        if side < 0:
-            start, stop = np.maximum(mode - 2 * outer, low), np.maximum(mode - 2 * inner, low)
-        else:
-            kept = mode < high
-            v, m, mode, obs, low, high = (x[kept] for x in (v, m, mode, obs, low, high))
-            start = np.minimum(mode + 2 * np.maximum(inner[kept], 1), high)
-            stop = np.minimum(mode + 2 * outer[kept], high)
-        weights = (0.0, 1.0 - 0.5 * self.midp, 1.0)
-        sums, first, last = self._window_sums(v, m, start, stop, weights)
-        # the window must start below the depth (or at the row's end) and end inside the cells more
-        # likely than observed (or at the mode); else sum the whole side
-        if side < 0:
-            ok = ((start == low) | (first < obs - _X_DEPTH_LOG)) & ((stop == mode) | (last > obs + tol))
-        else:
-            ok = ((stop == high) | (last < obs - _X_DEPTH_LOG)) & ((start == mode + 2) | (first > obs + tol))
-        redo = np.flatnonzero(~ok | ~np.isfinite(sums))
-        if len(redo):
-            start = low[redo] if side < 0 else mode[redo] + 2
-            stop = mode[redo] if side < 0 else high[redo]
-            sums[redo] = self._window_sums(v[redo], m[redo], start, stop, weights)[0]
-        return kept, sums
-
-    def _window_sums(self, v, m, start, stop, weights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Over the cells h = start, start + 2, ..., stop of row m: the sum of P times ``weights[0]``
-        (log P > log P_obs + tol), ``weights[1]`` (within tol) or ``weights[2]`` (below), in log space
-        (ratio recurrence P(h + 2) / P(h) = (a - h)(b - h) / ((h + 1)(h + 2))), and the first and
-        last cells' log P."""
+        The crossing (the innermost such cell; the distribution is unimodal) is found by bisection
+        on closed-form log probabilities; from it the cells are summed outward as running products of
+        the ratios P(h + 2) / P(h) = (a - h)(b - h) / ((h + 1)(h + 2)), as many steps as a parabola
+        through the local slope and curvature (in log P) needs to fall to the depth, repeated for the
+        rows that are not there yet: O(log n + cells summed) per row, in chunks of about ``cells``."""
         n = len(v)
+        sums = np.zeros(n)
+        if n == 0:
+            return sums
         tol = _TIE_TOLERANCE
         obs = self.log_obs[v]
-        sums, first, last = np.zeros(n), np.zeros(n), np.zeros(n)
-        if n == 0:
-            return sums, first, last
         a = self.n_a[v] - m
         b = 2 * self.n_f[v] - a
-        width = (stop - start) // 2 + 1
-        rel0 = self.log_cell(v, m, start) - obs
-        for rows, w in _chunk_rows(width):
-            steps = np.arange(w)[:, None]
-            u = start[rows][None, :] + 2.0 * steps                         # (w, rows): het counts
-            with np.errstate(divide="ignore", invalid="ignore"):
-                step = np.log((a[rows] - u) * (b[rows] - u)) - np.log((u + 1.0) * (u + 2.0))
-            rel = np.empty((w, len(rows)))
-            rel[0] = rel0[rows]
-            for j in range(1, w):
-                np.add(rel[j - 1], step[j - 1], out=rel[j])
-            weight = np.where(rel > tol, weights[0], np.where(rel < -tol, weights[2], weights[1]))
-            weight = np.where(steps < width[rows][None, :], weight, 0.0)
-            with np.errstate(over="ignore", invalid="ignore"):
-                sums[rows] = np.where(weight != 0, weight * np.exp(np.minimum(rel + obs[rows], 700.0)), 0.0).sum(axis=0)
-            first[rows] = rel[0] + obs[rows]
-            last[rows] = rel[width[rows] - 1, np.arange(len(rows))] + obs[rows]
-        return sums, first, last
+        low, high = a % 2, np.minimum(a, b)
+        mode = _levene_mode(a, b)
+
+        def more_likely(i, j):                                          # cell low + 2j of row i
+            return self.log_cell(v[i], m[i], low[i] + 2 * j) - obs[i] > tol
+
+        j_mode, j_high = (mode - low) // 2, (high - low) // 2
+        if side < 0:     # the left cells rise to the mode: the innermost one not more likely is one before the first
+            h = low + 2 * (_bisect_last(more_likely, np.zeros_like(j_mode), j_mode, rising=True) - 1)
+        else:
+            h = low + 2 * (_bisect_last(more_likely, j_mode + 1, j_high, rising=False) + 1)
+        act = np.flatnonzero((h >= low) & (h <= high))
+        h = h[act]
+        rel = self.log_cell(v[act], m[act], h) - obs[act]                # log P / P_obs of the current cell
+        a, b = a.astype(np.float64), b.astype(np.float64)
+
+        def ratios(r, f):
+            """P(f + 2 side) / P(f) for rows ``r`` at het counts ``f`` (float): outward, at most 1."""
+            g = f if side > 0 else f - 2.0
+            up, down = (a[r] - g) * (b[r] - g), (g + 1.0) * (g + 2.0)
+            return up / down if side > 0 else down / up
+
+        while len(act):
+            left = (high[act] - h) // 2 + 1 if side > 0 else (h - low[act]) // 2 + 1     # cells left in the row
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                hf = h.astype(np.float64)
+                d0 = -np.log(ratios(act, hf))                            # outward drop of log P per step
+                c = np.maximum(-np.log(ratios(act, hf + 2.0 * side)) - d0, 0.0)
+                depth = rel + (_X_DEPTH_LOG + 1.0)
+                steps = np.nan_to_num(2.0 * depth / (d0 + np.sqrt(d0 * d0 + 2.0 * c * depth)), nan=np.inf)
+            count = np.minimum(np.ceil(np.minimum(steps, 1e15)).astype(np.int64) + 1, left)
+            count = np.maximum(count, 1)
+            nxt_rel = np.full(len(act), -np.inf)
+            for rows, w in _chunk_rows(count, cells):
+                r, n_sum, rel0 = act[rows], count[rows], rel[rows]
+                k = np.arange(w)[None, :]
+                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                    prod = np.where(k < n_sum[:, None], ratios(r[:, None], hf[rows][:, None] + (2.0 * side) * k), 0.0)
+                np.cumprod(prod, axis=1, out=prod)           # prod[:, j]: P(cell j + 1) / P(cell 0), 0 past the count
+                nxt = prod[np.arange(len(rows)), n_sum - 1]                 # the first cell not summed
+                total = 1.0 + (prod.sum(axis=1) - nxt)
+                scale = np.exp(rel0)
+                if self.midp:                                   # ties: the cells with log P / P_obs >= -tol
+                    tie = np.exp(-tol - rel0)[:, None]
+                    total -= 0.5 * ((rel0 >= -tol) + np.where((k < n_sum[:, None] - 1) & (prod >= tie), prod,
+                                                              0.0).sum(axis=1))
+                sums[r] += scale * total
+                with np.errstate(divide="ignore"):
+                    nxt_rel[rows] = np.where(n_sum < left[rows], rel0 + np.log(nxt), -np.inf)
+            go = nxt_rel >= -_X_DEPTH_LOG
+            act, h, rel = act[go], (h + 2 * side * count)[go], nxt_rel[go]
+        return sums
 
 
 @dataclass
