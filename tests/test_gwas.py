@@ -725,10 +725,10 @@ def test_bed_byte_counts_match_decoded_dosages():
     np.testing.assert_array_equal(hom_a1_counts(packed, full), (dosage == 2).sum(1))
 
 
-def test_solve_gram_matches_numpy_for_easy_hard_and_singular_matrices():
+def test_gram_forms_match_numpy_for_easy_hard_and_singular_matrices():
     import torch
 
-    from deepprs.assoc.linear import solve_gram
+    from deepprs.assoc.linear import gram_forms
 
     rng = np.random.default_rng(6)
     k, b = 6, 40
@@ -740,20 +740,40 @@ def test_solve_gram_matches_numpy_for_easy_hard_and_singular_matrices():
         rows = rng.choice(500, n_missing, replace=False)
         grams.append(np.eye(k) - basis[rows].T @ basis[rows])
     # a singular Gram matrix (the observed rows span only k - 1 directions) in the middle
-    rows = np.arange(500)
     flat = basis.copy()
     flat[:, -1] = flat[:, 0]
-    grams[7] = flat[rows].T @ flat[rows]
+    grams[7] = flat.T @ flat
+    # an indefinite one (Cholesky rejects it, LU solves it)
+    grams[30] = np.diag([1.0, -0.5, 2.0, 1.0, 1.0, 3.0])
     gram = torch.from_numpy(np.array(grams))
     rhs = torch.from_numpy(rng.normal(size=(b, k, 3)))
-    solution, info = solve_gram(gram, rhs)
+    uu, uv, vv, info = gram_forms(gram, rhs)
     regular = np.arange(b) != 7
-    expected = np.linalg.solve(np.array(grams)[regular], rhs.numpy()[regular])
-    np.testing.assert_allclose(solution.numpy()[regular], expected, rtol=1e-12, atol=1e-13)
+    solved = np.linalg.solve(np.array(grams)[regular], rhs.numpy()[regular])
+    u, v = rhs.numpy()[regular, :, 0], rhs.numpy()[regular, :, 1:]
+    np.testing.assert_allclose(uu.numpy()[regular], np.einsum("bk,bk->b", u, solved[:, :, 0]), rtol=1e-12)
+    np.testing.assert_allclose(uv.numpy()[regular], np.einsum("bk,bkp->bp", u, solved[:, :, 1:]), rtol=1e-11,
+                               atol=1e-13)
+    np.testing.assert_allclose(vv.numpy()[regular], np.einsum("bkp,bkp->bp", v, solved[:, :, 1:]), rtol=1e-12)
     assert (info.numpy()[regular] == 0).all()
     assert info.numpy()[7] != 0  # Cholesky rejects it and LU reports the zero pivot
-    _, info = solve_gram(torch.zeros(1, k, k, dtype=torch.float64), torch.ones(1, k, 1, dtype=torch.float64))
+    *_, info = gram_forms(torch.zeros(1, k, k, dtype=torch.float64), torch.ones(1, k, 2, dtype=torch.float64))
     assert info.item() != 0
+
+
+def test_decode_bytes_matches_the_byte_table_for_even_and_odd_row_widths():
+    from deepprs.assoc.blocks import BYTE_TO_ZERO_FILLED, decode_bytes
+
+    rng = np.random.default_rng(7)
+    for width in (1, 2, 7, 250, 251):
+        packed = rng.integers(0, 256, size=(300, width), dtype=np.uint8)  # > 256 rows: two lookup batches
+        out = np.full((300, width), -1, dtype=np.int32)
+        decode_bytes(packed, out)
+        expected = BYTE_TO_ZERO_FILLED.numpy()[packed].reshape(300, 4 * width)
+        np.testing.assert_array_equal(out.view(np.int8), expected)
+    # every byte value once: .bed codes 00 -> 2, 01 (missing) -> 0, 10 -> 1, 11 -> 0 copies of A1
+    codes = (np.arange(256)[:, None] >> np.array([0, 2, 4, 6])) & 3
+    np.testing.assert_array_equal(BYTE_TO_ZERO_FILLED.numpy(), np.array([2, 0, 1, 0])[codes])
 
 
 def test_word_kernels_on_row_widths_that_are_multiples_of_8():

@@ -209,14 +209,22 @@ def missing_calls(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return missing_word_calls(as_words(packed))
 
 
-_DECODE_ROWS = 256  # variants per table lookup: the intp index copy (~5 MB) stays in cache
+_DECODE_ROWS = 256  # variants per table lookup: the intp index copy (~2.5 MB) stays in cache
+# two .bed bytes (little-endian uint16) -> their 8 zero-filled int8 dosages as one int64: half the
+# lookups of a byte table, from a 512 KB table that stays in the L2 cache (~20% faster decoding)
+_PAIR_BYTES = np.arange(65536, dtype=np.uint16).view(np.uint8).reshape(-1, 2)  # (native) uint16 -> its 2 bytes
+_PAIR_TO_INT64 = np.ascontiguousarray(
+    np.concatenate([BYTE_TO_ZERO_FILLED.numpy()[_PAIR_BYTES[:, 0]], BYTE_TO_ZERO_FILLED.numpy()[_PAIR_BYTES[:, 1]]],
+                   axis=1)
+).view(np.int64).ravel()
 
 
 def decode_bytes(packed: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Decode ``.bed`` bytes to zero-filled int8 dosages, 4 per int32 (one table lookup a byte).
+    """Decode ``.bed`` bytes to zero-filled int8 dosages, 4 per int32 (one table lookup per pair of
+    bytes; per byte when a row has an odd number of bytes).
 
-    ``np.take`` converts uint8 indices to a fresh intp array (8 bytes per byte of input; for a
-    whole block that is 80 MB of new pages for the kernel to zero, costing more than the lookup),
+    ``np.take`` converts integer indices to a fresh intp array (8 bytes per index; for a whole
+    block that is tens of MB of new pages for the kernel to zero, costing more than the lookup),
     so rows go through a small reused intp buffer instead.
 
     Parameters
@@ -225,11 +233,15 @@ def decode_bytes(packed: np.ndarray, out: np.ndarray) -> np.ndarray:
     out : ndarray of int32, shape (b, bytes)
         Receives the dosages; ``out.view(np.int8)`` is (b, 4 * bytes).
     """
-    index = np.empty((min(_DECODE_ROWS, len(packed)), packed.shape[1]), dtype=np.intp)
-    for start in range(0, len(packed), _DECODE_ROWS):
-        rows = packed[start : start + _DECODE_ROWS]
+    if packed.shape[1] % 2 == 0 and packed.flags.c_contiguous and out.flags.c_contiguous:
+        source, table, target = packed.view(np.uint16), _PAIR_TO_INT64, out.view(np.int64)
+    else:
+        source, table, target = packed, _BYTE_TO_INT32, out
+    index = np.empty((min(_DECODE_ROWS, len(source)), source.shape[1]), dtype=np.intp)
+    for start in range(0, len(source), _DECODE_ROWS):
+        rows = source[start : start + _DECODE_ROWS]
         np.copyto(index[: len(rows)], rows)
-        np.take(_BYTE_TO_INT32, index[: len(rows)], out=out[start : start + len(rows)], mode="wrap")
+        np.take(table, index[: len(rows)], out=target[start : start + len(rows)], mode="wrap")
     return out
 
 

@@ -190,34 +190,47 @@ def _triangle_positions(k: int, device: torch.device) -> tuple[torch.Tensor, tor
     return (torch.from_numpy(rows * k + cols).to(device), torch.from_numpy(cols * k + rows).to(device))
 
 
-def solve_gram(gram: torch.Tensor, rhs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Solve ``gram @ x = rhs`` for a batch of symmetric positive semi-definite matrices.
+def gram_forms(
+    gram: torch.Tensor, rhs: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Quadratic forms of a batch of symmetric positive semi-definite matrices' inverses.
 
-    Batched Cholesky (:func:`torch.linalg.cholesky_ex` + :func:`torch.cholesky_solve`): at
-    k = 11 and 4,096 matrices ~3 ms on one CPU thread, 5x faster than the 14 batched products of
-    a Neumann iteration. Matrices that are not numerically positive definite go to LU
+    With ``u = rhs[:, :, 0]`` and ``V = rhs[:, :, 1:]``: ``uᵀ A⁻¹ u``, ``uᵀ A⁻¹ V`` and the
+    diagonal of ``Vᵀ A⁻¹ V``, which is all the per-variant regression needs. Batched Cholesky
+    A = LLᵀ (:func:`torch.linalg.cholesky_ex`) and one triangular solve z = L⁻¹ rhs, so that
+    xᵀA⁻¹y = zₓᵀz_y: at k = 11 and 4,096 matrices ~2.5 ms on one CPU thread (the triangular solve
+    2.4x faster than :func:`torch.cholesky_solve`; 5x faster than the 14 batched products of a
+    Neumann iteration). Matrices that are not numerically positive definite go to LU
     (:func:`torch.linalg.solve_ex`), which reports the singular ones.
 
     Parameters
     ----------
     gram : Tensor, shape (b, k, k)
-    rhs : Tensor, shape (b, k, r)
+    rhs : Tensor, shape (b, k, 1 + r)
 
     Returns
     -------
-    solution : Tensor, shape (b, k, r)
+    uu : Tensor, shape (b,)
+    uv : Tensor, shape (b, r)
+    vv : Tensor, shape (b, r)
     info : Tensor of int, shape (b,)
-        Non-zero where the matrix is singular (LU found a zero pivot).
+        Non-zero where the matrix is singular (LU found a zero pivot); the forms there are not
+        meaningful.
     """
     factor, chol_info = torch.linalg.cholesky_ex(gram)
-    solution = torch.cholesky_solve(rhs, factor)
+    left = torch.linalg.solve_triangular(factor, rhs, upper=False)  # (b, k, 1 + r)
+    right = left
     info = torch.zeros(gram.shape[0], dtype=torch.int32, device=gram.device)
     hard = torch.nonzero(chol_info != 0).flatten()
     if hard.numel():
         exact, hard_info = torch.linalg.solve_ex(gram[hard], rhs[hard])
-        solution[hard] = exact
+        left, right = left.clone(), left.clone()
+        left[hard], right[hard] = rhs[hard], exact  # xᵀ(A⁻¹y) for the LU rows
         info[hard] = hard_info
-    return solution, info
+    uu = (left[:, :, 0] * right[:, :, 0]).sum(1)
+    uv = torch.einsum("bk,bkp->bp", left[:, :, 0], right[:, :, 1:])
+    vv = (left[:, :, 1:] * right[:, :, 1:]).sum(1)
+    return uu, uv, vv, info
 
 
 def prefetch_blocks(
@@ -354,10 +367,10 @@ def _linear_statistics(
     q_r = -corr[:, 1 : 1 + k * n_pheno].reshape(b, k, n_pheno)
     r_r = torch.from_numpy(ctx.residual_ss).to(device) - corr[:, 1 + k * n_pheno :]
     rhs = torch.cat([q_g.unsqueeze(-1), q_r], dim=2)  # (b, k, 1 + P)
-    solved, info = solve_gram(gram, rhs)
-    g_mg = g_g - (q_g * solved[:, :, 0]).sum(1)
-    g_mr = g_r - torch.einsum("bk,bkp->bp", q_g, solved[:, :, 1:])
-    r_mr = r_r - (q_r * solved[:, :, 1:]).sum(1)
+    g_form, cross_form, r_form, info = gram_forms(gram, rhs)
+    g_mg = g_g - g_form
+    g_mr = g_r - cross_form
+    r_mr = r_r - r_form
     obs_ct = design.n_used - n_missing
     # genotype variance over the observed rows, for the constant-genotype and VIF checks
     g_tss = g_g - dosage_sum**2 / obs_ct.clamp(min=1)
