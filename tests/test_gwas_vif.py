@@ -287,13 +287,51 @@ def test_single_covariate_uses_the_correlation_not_plink2_a35_bug():
         assert correlation_checks(torch.from_numpy(sscp[None]))[0].item() == 0
 
 
-def test_no_scipy_import_without_covariates():
+def test_no_scipy_import_for_covariates_and_missing_call_sums():
+    """The CLI imports scipy (~0.12 s) in the background: the steps before the P-values must not."""
     code = ("import sys, numpy as np\n"
             "from deepprs.assoc.design import independent_covariates\n"
+            "from deepprs.assoc.blocks import DosageBlock\n"
+            "from deepprs.assoc.linear import missing_sums_many\n"
+            "import torch\n"
             "assert independent_covariates(np.zeros((5, 0)), []) == []\n"
+            "x = np.random.default_rng(0).normal(size=(20, 3))\n"
+            "assert independent_covariates(x, ['a', 'b', 'c']) == [0, 1, 2]\n"
+            "block = DosageBlock(np.arange(2), torch.zeros(2, 4, dtype=torch.int8), np.array([0, 1]),\n"
+            "                    np.array([3, 0]))\n"
+            "sums = missing_sums_many(block, [np.arange(8.0).reshape(4, 2)])[0]\n"
+            "assert sums.tolist() == [[6.0, 7.0], [0.0, 1.0]], sums\n"
             "print('scipy' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_independent_covariates_drop_later_linear_combinations_in_order():
+    """Brute force: a column is kept when it raises the rank of [1, kept columns] (numpy SVD rank)."""
+    from deepprs.assoc.design import independent_covariates
+
+    rng = np.random.default_rng(11)
+    n = 60
+    c1, c2, c3 = rng.normal(size=(3, n))
+    cases = {
+        "middle": np.column_stack([c1, c2, c1 - 3 * c2 + 7.0, c3]),      # dependent column between independent ones
+        "intercept": np.column_stack([c1, 2.0 * np.ones(n) + 0 * c1 + 1e-3 * c2, 5 * c1 + 2, c2]),
+        "repeat": np.column_stack([c1, c1, c1 * 1e6, c2, c2 + c1, c3]),
+        "wide": rng.normal(size=(4, 7)),                                   # more covariates than samples
+    }
+    for label, matrix in cases.items():
+        names = [f"x{j}" for j in range(matrix.shape[1])]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            kept = independent_covariates(matrix, names)
+        expected = []
+        for j in range(matrix.shape[1]):
+            base = np.column_stack([np.ones(len(matrix)), matrix[:, expected]])
+            if np.linalg.matrix_rank(np.column_stack([base, matrix[:, j]])) > np.linalg.matrix_rank(base):
+                expected.append(j)
+        assert kept == expected, (label, kept, expected)
+    with pytest.warns(UserWarning, match="dropping collinear covariate.*x2"):
+        independent_covariates(cases["middle"], ["x0", "x1", "x2", "x3"])
 
 
 def test_invalid_limits_are_refused(cohort):

@@ -68,14 +68,17 @@ def warn(message: str) -> None:
 
 def independent_covariates(covariates: np.ndarray, names: list[str], *, context: str = "") -> list[int]:
     """Column positions of ``covariates`` (n × c) to keep: drop constant columns, then columns that
-    are linear combinations of the intercept and earlier kept columns (pivoted QR, relative
-    tolerance 1e-8). A warning names every dropped column.
+    are linear combinations of the intercept and earlier kept columns. A warning names every
+    dropped column.
+
+    A column is dependent when its centred, unit-norm values keep less than 1e-8 of their norm
+    after projection off the earlier kept columns: |R_jj| of an unpivoted Householder QR
+    (numpy's LAPACK; no scipy import), repeated on the kept columns until none is below the
+    tolerance (a dependent column leaves an arbitrary direction in the first factorisation).
     """
     n, c = covariates.shape
     if c == 0:
         return []
-    import scipy.linalg  # imported only with covariates (often the run's first scipy import, 0.03-0.19 s)
-
     where = f" ({context})" if context else ""
     spread = covariates.max(axis=0) - covariates.min(axis=0) if n else np.zeros(c)
     constant = [j for j in range(c) if not spread[j] > 0]
@@ -86,10 +89,15 @@ def independent_covariates(covariates: np.ndarray, names: list[str], *, context:
         return []
     centred = covariates[:, keep] - covariates[:, keep].mean(axis=0)
     centred = centred / np.linalg.norm(centred, axis=0)
-    _, r, pivot = scipy.linalg.qr(centred, mode="economic", pivoting=True)
-    diag = np.abs(np.diag(r))
-    rank = int((diag > 1e-8 * max(diag[0], 1e-300)).sum())
-    independent = sorted(keep[p] for p in pivot[:rank])
+    columns = list(range(len(keep)))
+    while columns:
+        r = np.linalg.qr(centred[:, columns], mode="r")
+        kept_norm = np.zeros(len(columns))
+        kept_norm[: min(r.shape)] = np.abs(np.diag(r))  # columns past the n-th are dependent
+        if (kept_norm > 1e-8).all():
+            break
+        columns = [column for column, norm in zip(columns, kept_norm, strict=True) if norm > 1e-8]
+    independent = [keep[column] for column in columns]
     collinear = [j for j in keep if j not in independent]
     if collinear:
         warn(

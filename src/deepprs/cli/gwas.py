@@ -91,6 +91,8 @@ def register(app: typer.Typer) -> None:
         chrY/chrM count haploid copies.
         """
         import gc
+        import importlib
+        import threading
         import time
 
         from deepprs.assoc.bedscan import (
@@ -112,14 +114,6 @@ def register(app: typer.Typer) -> None:
                 start_bed_scan(bfile, block_size)
             else:
                 start_pgen_scan(pfile, block_size)
-        # The scipy modules the association step needs (pivoted QR of the covariates, sparse
-        # missing-call sums, Student t P-values) are imported here, while the garbage collector is
-        # still off (cli.common.defer_collection): 0.11 s. Imported in a background thread they held
-        # the GIL against the table reading, which then took 0.2 s longer.
-        import scipy.linalg  # noqa: F401
-        import scipy.sparse  # noqa: F401
-        import scipy.special  # noqa: F401
-
         from deepprs.assoc.gwas import run_gwas
         from deepprs.assoc.loco import read_cvblup_loco
         from deepprs.errors import InputError
@@ -192,6 +186,9 @@ def register(app: typer.Typer) -> None:
                 log.info(f"variant filters: {len(variant_index)} of {cohort.genotypes.n_variants} variants kept "
                          f"({describe_removed(removed)})")
             loco = read_cvblup_loco(cvblup_covar, cohort.sample_ids) if cvblup_covar else None
+            # scipy (Student t P-values, λGC) is first needed after the regression: import it (~0.12 s,
+            # most of it scipy's array-API layer) in the background, beside the regression's workers
+            threading.Thread(target=importlib.import_module, args=("scipy.special",), daemon=True).start()
             run_gwas(
                 cohort,
                 variant_index=variant_index,

@@ -195,16 +195,19 @@ def _jsonable(value: Any) -> Any:
 
 def track(iterable, description: str, total: int | None = None, *, disable: bool | None = None):
     """Iterate with a rich progress bar (hidden when quiet or when stderr is not a terminal)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     run = current_run()
     if disable is None:
         disable = (run is not None and run.quiet) or not sys.stderr.isatty()
+    if disable:  # no bar: skip importing rich's progress machinery (~0.03 s of start-up)
+        yield from iterable
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     if total is None and hasattr(iterable, "__len__"):
         total = len(iterable)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(),
                TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=disable, transient=False) as bar:
+    with Progress(*columns, transient=False) as bar:
         task = bar.add_task(description, total=total)
         for item in iterable:
             yield item
