@@ -765,12 +765,18 @@ def test_decode_bytes_matches_the_byte_table_for_even_and_odd_row_widths():
     from deepprs.assoc.blocks import BYTE_TO_ZERO_FILLED, decode_bytes
 
     rng = np.random.default_rng(7)
-    for width in (1, 2, 7, 250, 251):
-        packed = rng.integers(0, 256, size=(300, width), dtype=np.uint8)  # > 256 rows: two lookup batches
-        out = np.full((300, width), -1, dtype=np.int32)
+    # odd and even totals, one row, and a block larger than one lookup batch (2^19 bytes)
+    for rows, width in ((300, 1), (300, 2), (301, 7), (1, 1), (1, 251), (300, 250), (301, 251), (270, 2001)):
+        packed = rng.integers(0, 256, size=(rows, width), dtype=np.uint8)
+        out = np.full((rows, width), -1, dtype=np.int32)
         decode_bytes(packed, out)
-        expected = BYTE_TO_ZERO_FILLED.numpy()[packed].reshape(300, 4 * width)
+        expected = BYTE_TO_ZERO_FILLED.numpy()[packed].reshape(rows, 4 * width)
         np.testing.assert_array_equal(out.view(np.int8), expected)
+    # rows of a wider buffer (not contiguous)
+    wide = rng.integers(0, 256, size=(20, 9), dtype=np.uint8)
+    out = np.empty((20, 9), dtype=np.int32)[:, :5]
+    decode_bytes(wide[:, :5], out)
+    np.testing.assert_array_equal(out.copy().view(np.int8), BYTE_TO_ZERO_FILLED.numpy()[wide[:, :5]].reshape(20, 20))
     # every byte value once: .bed codes 00 -> 2, 01 (missing) -> 0, 10 -> 1, 11 -> 0 copies of A1
     codes = (np.arange(256)[:, None] >> np.array([0, 2, 4, 6])) & 3
     np.testing.assert_array_equal(BYTE_TO_ZERO_FILLED.numpy(), np.array([2, 0, 1, 0])[codes])

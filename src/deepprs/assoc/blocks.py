@@ -2,7 +2,7 @@
 plus the list of missing calls.
 
 For PLINK 1 ``.bed`` input the rows are read with ``pread`` into reusable buffers and the 2-bit
-codes decoded straight from the packed bytes with a 256-entry lookup table (no NaN pass); the
+codes decoded straight from the packed bytes with a table lookup per pair of bytes (no NaN pass); the
 missing calls and homozygous-A1 counts come from the bit-parallel kernels of
 :mod:`deepprs.assoc.bedscan` (or from its background scan, when one ran). Other sources go through
 :meth:`~deepprs.io.genotypes.GenotypeSource.read` with ``missing="raw"``. Columns are always the
@@ -209,10 +209,10 @@ def missing_calls(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return missing_word_calls(as_words(packed))
 
 
-_DECODE_ROWS = 256  # variants per table lookup: the intp index copy (~2.5 MB) stays in cache
-# two .bed bytes (little-endian uint16) -> their 8 zero-filled int8 dosages as one int64: half the
+_DECODE_BYTES = 1 << 19  # .bed bytes per table lookup: the intp index copy (4 MB) stays in cache
+# two .bed bytes (a native-order uint16) -> their 8 zero-filled int8 dosages as one int64: half the
 # lookups of a byte table, from a 512 KB table that stays in the L2 cache (~20% faster decoding)
-_PAIR_BYTES = np.arange(65536, dtype=np.uint16).view(np.uint8).reshape(-1, 2)  # (native) uint16 -> its 2 bytes
+_PAIR_BYTES = np.arange(65536, dtype=np.uint16).view(np.uint8).reshape(-1, 2)  # uint16 -> its 2 bytes
 _PAIR_TO_INT64 = np.ascontiguousarray(
     np.concatenate([BYTE_TO_ZERO_FILLED.numpy()[_PAIR_BYTES[:, 0]], BYTE_TO_ZERO_FILLED.numpy()[_PAIR_BYTES[:, 1]]],
                    axis=1)
@@ -220,12 +220,13 @@ _PAIR_TO_INT64 = np.ascontiguousarray(
 
 
 def decode_bytes(packed: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Decode ``.bed`` bytes to zero-filled int8 dosages, 4 per int32 (one table lookup per pair of
-    bytes; per byte when a row has an odd number of bytes).
+    """Decode ``.bed`` bytes to zero-filled int8 dosages, 4 per int32: one table lookup per pair of
+    bytes of the whole (contiguous) block, whatever the row width, plus one per byte for an odd
+    last byte.
 
     ``np.take`` converts integer indices to a fresh intp array (8 bytes per index; for a whole
     block that is tens of MB of new pages for the kernel to zero, costing more than the lookup),
-    so rows go through a small reused intp buffer instead.
+    so the bytes go through a small reused intp buffer instead.
 
     Parameters
     ----------
@@ -233,15 +234,19 @@ def decode_bytes(packed: np.ndarray, out: np.ndarray) -> np.ndarray:
     out : ndarray of int32, shape (b, bytes)
         Receives the dosages; ``out.view(np.int8)`` is (b, 4 * bytes).
     """
-    if packed.shape[1] % 2 == 0 and packed.flags.c_contiguous and out.flags.c_contiguous:
-        source, table, target = packed.view(np.uint16), _PAIR_TO_INT64, out.view(np.int64)
-    else:
-        source, table, target = packed, _BYTE_TO_INT32, out
-    index = np.empty((min(_DECODE_ROWS, len(source)), source.shape[1]), dtype=np.intp)
-    for start in range(0, len(source), _DECODE_ROWS):
-        rows = source[start : start + _DECODE_ROWS]
-        np.copyto(index[: len(rows)], rows)
-        np.take(table, index[: len(rows)], out=target[start : start + len(rows)], mode="wrap")
+    if not (packed.flags.c_contiguous and out.flags.c_contiguous):
+        np.take(_BYTE_TO_INT32, packed.astype(np.intp), out=out, mode="wrap")
+        return out
+    flat_packed, flat_out = packed.reshape(-1), out.reshape(-1)
+    even = len(flat_packed) - len(flat_packed) % 2
+    pairs, targets = flat_packed[:even].view(np.uint16), flat_out[:even].view(np.int64)
+    index = np.empty(max(1, min(_DECODE_BYTES // 2, len(pairs))), dtype=np.intp)
+    for start in range(0, len(pairs), len(index)):
+        chunk = pairs[start : start + len(index)]
+        np.copyto(index[: len(chunk)], chunk)
+        np.take(_PAIR_TO_INT64, index[: len(chunk)], out=targets[start : start + len(chunk)], mode="wrap")
+    if even < len(flat_packed):
+        flat_out[even:] = _BYTE_TO_INT32[flat_packed[even:]]
     return out
 
 

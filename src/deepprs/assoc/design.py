@@ -73,8 +73,8 @@ def independent_covariates(covariates: np.ndarray, names: list[str], *, context:
 
     A column is dependent when its centred, unit-norm values keep less than 1e-8 of their norm
     after projection off the earlier kept columns: |R_jj| of an unpivoted Householder QR
-    (numpy's LAPACK; no scipy import), repeated on the kept columns until none is below the
-    tolerance (a dependent column leaves an arbitrary direction in the first factorisation).
+    (numpy's LAPACK; no scipy import). The first such column is dropped and the rest factorised
+    again (a dependent column leaves an arbitrary direction in R's later columns).
     """
     n, c = covariates.shape
     if c == 0:
@@ -92,11 +92,12 @@ def independent_covariates(covariates: np.ndarray, names: list[str], *, context:
     columns = list(range(len(keep)))
     while columns:
         r = np.linalg.qr(centred[:, columns], mode="r")
-        kept_norm = np.zeros(len(columns))
-        kept_norm[: min(r.shape)] = np.abs(np.diag(r))  # columns past the n-th are dependent
-        if (kept_norm > 1e-8).all():
-            break
-        columns = [column for column, norm in zip(columns, kept_norm, strict=True) if norm > 1e-8]
+        small = np.flatnonzero(np.abs(np.diag(r)) <= 1e-8)
+        if len(small):  # the first dependent column; the ones after it are judged again without it
+            del columns[small[0]]
+            continue
+        del columns[min(r.shape):]  # n independent columns span everything: the rest are dependent
+        break
     independent = [keep[column] for column in columns]
     collinear = [j for j in keep if j not in independent]
     if collinear:

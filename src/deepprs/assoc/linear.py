@@ -35,6 +35,7 @@ quantities (A, Qᵀg, Σg, gᵀMg) with a proven screen, see :mod:`deepprs.assoc
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -130,6 +131,13 @@ def _context(design: Design, n_samples: int) -> _LinearContext:
     )
 
 
+# torch warns once per process, from whichever thread builds the first one, that sparse CSR tensors are
+# a beta feature (the missing-call sums use only their product with a dense matrix): take that warning
+# here, silenced, while the module is imported
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)
+    torch.sparse_csr_tensor(torch.zeros(2, dtype=torch.int64), torch.zeros(0, dtype=torch.int64),
+                            torch.zeros(0, dtype=torch.float64), size=(1, 1), check_invariants=False)
 _ONES: list[torch.Tensor] = [torch.ones(0, dtype=torch.float64)]  # shared read-only values of indicator matrices
 
 
@@ -137,20 +145,9 @@ def _sparse_ones(n: int) -> torch.Tensor:
     """n float64 ones, a view of a cached tensor (no fresh pages per block)."""
     ones = _ONES[0]
     if len(ones) < n:
-        ones = torch.ones(max(n, 2 * len(ones)), dtype=torch.float64)
+        ones = torch.ones(max(n, len(ones) + len(ones) // 2), dtype=torch.float64)
         _ONES[0] = ones
     return ones[:n]
-
-
-def _quiet_sparse_csr() -> None:
-    """torch warns once per process that sparse CSR tensors are a beta feature: take that
-    warning here, in the calling thread, silenced (the workers then never emit it)."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        torch.sparse_csr_tensor(torch.zeros(2, dtype=torch.int64), torch.zeros(0, dtype=torch.int64),
-                                torch.zeros(0, dtype=torch.float64), size=(1, 1), check_invariants=False)
 
 
 def missing_sums_many(block: DosageBlock, matrices: list[np.ndarray]) -> list[np.ndarray]:
@@ -274,7 +271,7 @@ def prefetch_blocks(
     For each ``(key, block_index)`` of ``tasks``, in order, yields ``(key, ctx, block, prepared)``
     with ``ctx = context(key)`` (called in the calling thread when the block is queued),
     ``block = read_dosage_block(source, block_index)`` and ``prepared = prepare(block, ctx)``
-    (both in a worker thread; None without ``prepare``). numpy and scipy release the GIL in their
+    (both in a worker thread; None without ``prepare``). numpy and torch release the GIL in their
     kernels, so on two cores the work on the next blocks overlaps the torch algebra of the
     current one, and the cores share the work.
 
@@ -652,7 +649,6 @@ def gwas_linear(
     # decode, sum the missing calls and take the int8 products while the main thread does the
     # per-variant algebra (two-thread torch kernels beside them only oversubscribe the cores).
     workers = torch.get_num_threads()
-    _quiet_sparse_csr()
     with _one_thread(device), blas_threads(1):
         blocks = prefetch_blocks(genotypes, tasks, context=contexts_for, workers=workers,
                                  prepare=lambda block, ctxs: _prepare_block(block, ctxs, products=on_cpu))
