@@ -782,6 +782,50 @@ def test_decode_bytes_matches_the_byte_table_for_even_and_odd_row_widths():
     np.testing.assert_array_equal(BYTE_TO_ZERO_FILLED.numpy(), np.array([2, 0, 1, 0])[codes])
 
 
+@pytest.mark.parametrize("counted", [False, True])
+def test_missing_call_sums_are_the_exact_sums_of_the_quantised_rows(counted):
+    """Brute force with Python integers: the float32 bag sums equal the exact sum of each variant's
+    quantised rows (one float64 rounding by the scale), with variants of no missing calls, of more
+    calls than one bag holds (split over several bags) and of exactly one bag; and they are within
+    the quantisation bound (2^-34 of the column's max |value| per call) of the float64 sums."""
+    import torch
+
+    from deepprs.assoc.blocks import BAG_CALLS, DosageBlock, missing_call_sums, to_sum_digits
+
+    rng = np.random.default_rng(3)
+    n = 1200
+    counts = np.array([0, 3, BAG_CALLS, BAG_CALLS + 1, 0, 2 * BAG_CALLS + 17, 1, 900, 0])
+    variant = np.repeat(np.arange(len(counts)), counts)
+    sample = np.concatenate([np.sort(rng.choice(n, size=c, replace=False)) for c in counts])
+    values = np.column_stack([
+        np.ones(n),                                # weights: the counts come out exact
+        rng.normal(size=n) * 1e3,                  # large values
+        rng.standard_cauchy(size=n),               # a wide range within one column
+        np.zeros(n),                               # an all-zero column
+        -rng.random(n) * 1e-6,                     # small, negative
+    ])
+    block = DosageBlock(np.arange(len(counts)), torch.zeros(len(counts), n, dtype=torch.int8), variant, sample,
+                        missing_per_variant=counts if counted else None)
+    matrix = to_sum_digits(values)
+    sums = missing_call_sums(block, matrix)
+    assert sums.shape == (len(counts), values.shape[1])
+    np.testing.assert_array_equal(sums[:, 0], counts)
+
+    col_max = np.abs(values).max(axis=0)
+    col_max[col_max == 0] = 1.0
+    quantised = [[int(v) for v in row] for row in np.rint(values / col_max * 2.0**33).astype(np.int64)]
+    scale = col_max / 2.0**33
+    for j in range(len(counts)):
+        rows = sample[variant == j]
+        for col in range(values.shape[1]):
+            exact = sum(quantised[i][col] for i in rows)  # Python integers: no rounding
+            assert sums[j, col] == exact * scale[col], (j, col)
+            bound = len(rows) * 2.0**-34 * col_max[col] * (1 + 1e-12)
+            assert abs(sums[j, col] - values[rows, col].sum()) <= bound + 1e-12 * abs(values[rows, col]).sum()
+    empty = DosageBlock(np.arange(2), torch.zeros(2, n, dtype=torch.int8), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    np.testing.assert_array_equal(missing_call_sums(empty, matrix), np.zeros((2, values.shape[1])))
+
+
 def test_word_kernels_on_row_widths_that_are_multiples_of_8():
     from deepprs.assoc.blocks import exclusion_mask, hom_a1_counts, missing_calls
 

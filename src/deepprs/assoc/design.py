@@ -29,26 +29,33 @@ AUTOSOMAL, CHR_X, CHR_Y, CHR_MT = "", "X", "Y", "MT"
 _PLINK_CODES = {"23": "X", "24": "Y", "25": "XY", "26": "MT", "M": "MT"}
 
 
-def plink_chromosome(codes: np.ndarray | pd.Series) -> np.ndarray:
-    """plink2's output chromosome codes: a ``chr`` prefix and leading zeros dropped (UK Biobank's
-    BGENs write 01, 02, ...), 23/24/25/26 and M written as X/Y/XY/MT (as plink2 prints them),
-    other codes unchanged."""
-    codes = np.asarray(codes).astype(str)
-    unique, inverse = np.unique(codes, return_inverse=True)
+def _plink_codes(codes: np.ndarray | pd.Series) -> tuple[np.ndarray, list[str]]:
+    """(position of each variant's code among the distinct codes, plink2's form of each distinct code)."""
+    values = codes if isinstance(codes, pd.Series) else np.asarray(codes).reshape(-1)
+    inverse, unique = pd.factorize(values, use_na_sentinel=False)  # hashing: no sort of 10^5 strings
     mapped = []
-    for code in unique:
+    for code in map(str, unique):
         bare = code[3:] if code[:3].lower() == "chr" else code
         bare = (bare.lstrip("0") or "0") if bare.isdigit() else bare
         bare = bare.upper() if bare.upper() in ("X", "Y", "XY", "MT", "M") else bare
         mapped.append(_PLINK_CODES.get(bare, bare))
-    return np.asarray(mapped, dtype=object)[inverse.reshape(-1)]
+    return np.asarray(inverse), mapped
+
+
+def plink_chromosome(codes: np.ndarray | pd.Series) -> np.ndarray:
+    """plink2's output chromosome codes: a ``chr`` prefix and leading zeros dropped (UK Biobank's
+    BGENs write 01, 02, ...), 23/24/25/26 and M written as X/Y/XY/MT (as plink2 prints them),
+    other codes unchanged."""
+    inverse, mapped = _plink_codes(codes)
+    return np.asarray(mapped, dtype=object)[inverse]
 
 
 def chromosome_class(codes: np.ndarray | pd.Series) -> np.ndarray:
     """Per variant: ``"X"`` (non-pseudo-autosomal chrX), ``"Y"``, ``"MT"`` or ``""`` (autosomes,
     the pseudo-autosomal XY and any other contig)."""
-    plink = plink_chromosome(codes)
-    return np.where(np.isin(plink, [CHR_X, CHR_Y, CHR_MT]), plink, AUTOSOMAL).astype(object)
+    inverse, mapped = _plink_codes(codes)
+    classes = [code if code in (CHR_X, CHR_Y, CHR_MT) else AUTOSOMAL for code in mapped]
+    return np.asarray(classes, dtype=object)[inverse]
 
 
 def note(message: str) -> None:

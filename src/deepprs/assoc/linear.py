@@ -20,8 +20,9 @@ plink2's double-precision fits.
 Speed notes (N = 10,000, 100,000 variants, see benchmarks/RESULTS_gwas.md): for ``.bed`` and
 hard-call ``.pgen`` input the missing calls and gᵀg (from the homozygous-A1 counts) come from a
 start-up scan (:mod:`deepprs.assoc.bedscan`) that the CLI runs in a forked process while torch is
-being imported; blocks are decoded (into reused buffers) and their sparse missing-call sums computed
-by two worker threads ahead of the torch algebra (torch's sparse CSR product); the batched k × k
+being imported; blocks are decoded (into reused buffers) and their missing-call sums computed by two
+worker threads ahead of the torch algebra (exact float32 ``embedding_bag`` sums of quantised digits,
+see :func:`~deepprs.assoc.blocks.missing_call_sums`); the batched k × k
 quadratic forms use Cholesky and one triangular solve (LU for the matrices it rejects); the small
 per-block algebra runs on one thread (OpenMP barriers on tiny tensors cost milliseconds per op on a
 loaded machine), and numpy's / scipy's BLAS on one thread beside the workers. Nothing before the
@@ -35,7 +36,6 @@ quantities (A, Qᵀg, Σg, gᵀMg) with a proven screen, see :mod:`deepprs.assoc
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -51,14 +51,17 @@ from deepprs.assoc.blocks import (
     BlockBuffers,
     DigitMatrix,
     DosageBlock,
+    SumDigits,
     concurrent_reads,
     dosage_bytes,
     exact_products,
     exclusion_mask,
+    missing_call_sums,
     n_columns,
     read_dosage_block,
     squared_products,
     to_digits,
+    to_sum_digits,
 )
 from deepprs.assoc.design import (
     AUTOSOMAL,
@@ -101,8 +104,9 @@ class _LinearContext:
     design: Design
     products: DigitMatrix  # [w, Q, r]
     weight_digits: DigitMatrix  # [w] for sum of squared dosages
-    corrections: np.ndarray  # (n_columns, D): [w, q (x) r, r^2], float64
-    outer_corrections: np.ndarray  # (n_columns, k(k+1)/2): triu(q q')
+    # summed over each variant's missing calls: [w, q (x) r, r^2] (1 + kP + P columns), then triu(q q')
+    corrections: SumDigits
+    n_corrections: int  # 1 + kP + P
     residual_ss: np.ndarray  # (P,)
     or_mask: np.ndarray | None  # (bytes,) .bed exclusion mask of the unused columns
     or_words: np.ndarray | None  # the same as 64-bit words (None: every column used)
@@ -113,17 +117,17 @@ def _context(design: Design, n_samples: int) -> _LinearContext:
     basis, residual, weight = design.basis, design.residual, design.weight
     k = basis.shape[1]
     iu = np.triu_indices(k)
-    outer = (basis[:, :, None] * basis[:, None, :])[:, iu[0], iu[1]]
+    outer = basis[:, iu[0]] * basis[:, iu[1]]  # (n, k(k+1)/2)
     cross = (basis[:, :, None] * residual[:, None, :]).reshape(len(weight), -1)
     corrections = np.column_stack([weight, cross, residual**2])
+    n_corrections = corrections.shape[1]
     or_mask = exclusion_mask(weight) if len(weight) % 4 == 0 else None
     return _LinearContext(
         design=design,
         products=to_digits(np.column_stack([weight, basis, residual])),
         weight_digits=to_digits(weight[:, None]),
-        corrections=corrections,
-        # kept in float64: float32 would save ~10% of the run but moves BETA by ~1e-8 relative
-        outer_corrections=np.ascontiguousarray(outer, dtype=np.float64),
+        corrections=to_sum_digits(np.column_stack([corrections, outer])),
+        n_corrections=n_corrections,
         residual_ss=(residual**2).sum(axis=0),
         or_mask=or_mask,
         or_words=None if or_mask is None else mask_words(or_mask),
@@ -131,65 +135,20 @@ def _context(design: Design, n_samples: int) -> _LinearContext:
     )
 
 
-# torch warns once per process, from whichever thread builds the first one, that sparse CSR tensors are
-# a beta feature (the missing-call sums use only their product with a dense matrix): take that warning
-# here, silenced, while the module is imported
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", UserWarning)
-    torch.sparse_csr_tensor(torch.zeros(2, dtype=torch.int64), torch.zeros(0, dtype=torch.int64),
-                            torch.zeros(0, dtype=torch.float64), size=(1, 1), check_invariants=False)
-_ONES: list[torch.Tensor] = [torch.ones(0, dtype=torch.float64)]  # shared read-only values of indicator matrices
-
-
-def _sparse_ones(n: int) -> torch.Tensor:
-    """n float64 ones, a view of a cached tensor (no fresh pages per block)."""
-    ones = _ONES[0]
-    if len(ones) < n:
-        ones = torch.ones(max(n, len(ones) + len(ones) // 2), dtype=torch.float64)
-        _ONES[0] = ones
-    return ones[:n]
-
-
-def missing_sums_many(block: DosageBlock, matrices: list[np.ndarray]) -> list[np.ndarray]:
-    """Sum the rows of each ``per_sample`` matrix of ``matrices`` (n_columns × D, float64) over
-    each variant's missing calls -> a (b, D) array per matrix.
-
-    A sparse (b × n_columns) missing-call indicator in CSR form, built once, times each matrix:
-    torch's sparse-dense product (MKL; ~20% faster than scipy.sparse here, and it spares the
-    CLI the import of scipy at start-up); scipy.sparse where torch was built without MKL.
-    """
-    b = len(block.variant_index)
-    if len(block.missing_variant) == 0:
-        return [np.zeros((b, matrix.shape[1])) for matrix in matrices]
-    n_rows = matrices[0].shape[0]
-    # missing calls come grouped by variant row, so the CSR row pointer is a cumulative count
-    index_type = np.int32 if len(block.missing_sample) < 2**31 and n_rows < 2**31 else np.int64
-    row_start = np.zeros(b + 1, dtype=index_type)
-    np.cumsum(np.bincount(block.missing_variant, minlength=b), out=row_start[1:])
-    if not np.all(np.diff(block.missing_variant) >= 0):  # pragma: no cover - all readers yield sorted rows
-        order = np.argsort(block.missing_variant, kind="stable")
-        samples = block.missing_sample[order]
-    else:
-        samples = block.missing_sample
-    samples = samples.astype(index_type, copy=False)
-    if not torch.backends.mkl.is_available():  # pragma: no cover - x86 CPU builds of torch have MKL
-        import scipy.sparse
-
-        indicator = scipy.sparse.csr_matrix((np.ones(len(samples)), samples, row_start), shape=(b, n_rows))
-        return [np.asarray(indicator @ matrix, dtype=np.float64) for matrix in matrices]
-    indicator = torch.sparse_csr_tensor(torch.from_numpy(row_start), torch.from_numpy(samples),
-                                        _sparse_ones(len(samples)), size=(b, n_rows), check_invariants=False)
-    return [(indicator @ torch.from_numpy(matrix)).numpy() for matrix in matrices]
-
-
 @dataclass
 class _Prepared:
-    """Per-design work done in a prefetch worker: the missing-call sums of ``corrections`` and
-    ``outer_corrections`` and, on the CPU, the complete-data products (b × (1 + k + P))."""
+    """Per-design work done in a prefetch worker: the missing-call sums of the ``corrections`` (split
+    into [w, q (x) r, r^2] and triu(q q')) and, on the CPU, the complete-data products (b × (1 + k + P))."""
 
     sums: tuple[np.ndarray, np.ndarray]
     products: torch.Tensor | None = None
     squares: torch.Tensor | None = None  # (b,) weighted sums of squared dosages (blocks without .bed bytes)
+
+
+def _correction_sums(block: DosageBlock, ctx: _LinearContext) -> tuple[np.ndarray, np.ndarray]:
+    """Missing-call sums of [w, q (x) r, r^2] (b × (1 + kP + P)) and of triu(q q') (b × k(k+1)/2)."""
+    sums = missing_call_sums(block, ctx.corrections)
+    return sums[:, : ctx.n_corrections], sums[:, ctx.n_corrections :]
 
 
 def _prepare_block(block: DosageBlock, contexts: list[_LinearContext], *, products: bool) -> list[_Prepared]:
@@ -197,7 +156,7 @@ def _prepare_block(block: DosageBlock, contexts: list[_LinearContext], *, produc
     CPU runs, where the matrix products then run beside the main thread's per-variant algebra)."""
     out = []
     for ctx in contexts:
-        sums = tuple(missing_sums_many(block, [ctx.corrections, ctx.outer_corrections]))
+        sums = _correction_sums(block, ctx)
         if not products:
             out.append(_Prepared(sums))
             continue
@@ -321,7 +280,7 @@ def _linear_block(
     prefetch worker already computed for this block and design."""
     dosage = block.dosage.to(device)
     if prepared is None:
-        prepared = _Prepared(tuple(missing_sums_many(block, [ctx.corrections, ctx.outer_corrections])))
+        prepared = _Prepared(_correction_sums(block, ctx))
     products = prepared.products
     products = exact_products(dosage, ctx.products) if products is None else products.to(device)  # (b, 1 + k + P)
     with _one_thread(device):
@@ -455,19 +414,24 @@ def _direct_sscp(block: DosageBlock, design: Design, dosage: torch.Tensor, rows:
 
 
 def _variant_columns(variant_table: pd.DataFrame) -> pd.DataFrame:
-    a1 = variant_table["a1"].astype(str).to_numpy()
-    ref = variant_table["ref"].astype(str).to_numpy()
-    alt = variant_table["alt"].astype(str).to_numpy()
+    """The variant columns of a ``--glm`` table. Text columns stay Python-string (object) columns,
+    the form the writer formats: pandas' string columns would convert every value twice (~30 ms
+    per 100,000 variants)."""
+    def text(values: np.ndarray) -> pd.Series:
+        return pd.Series(values, dtype=object, copy=False)
+
+    a1, ref, alt = (variant_table[column].astype(str).to_numpy(dtype=object) for column in ("a1", "ref", "alt"))
     return pd.DataFrame(
         {
-            "CHROM": plink_chromosome(variant_table["chrom"].to_numpy()),
+            "CHROM": text(plink_chromosome(variant_table["chrom"])),
             "POS": variant_table["pos"].to_numpy(),
-            "ID": variant_table["id"].astype(str).to_numpy(),
-            "REF": ref,
-            "ALT": alt,
-            "A1": a1,
-            "OMITTED": np.where(a1 == alt, ref, alt),
-        }
+            "ID": text(variant_table["id"].astype(str).to_numpy(dtype=object)),
+            "REF": text(ref),
+            "ALT": text(alt),
+            "A1": text(a1),
+            "OMITTED": text(np.where(a1 == alt, ref, alt)),
+        },
+        copy=False,
     )
 
 
@@ -544,7 +508,8 @@ def grid_blocks(segment: np.ndarray, block_size: int) -> list[np.ndarray]:
 def haploid_scale(variant_table: pd.DataFrame, index: np.ndarray) -> np.ndarray:
     """Per variant of ``index``: 2 on chrY and chrM, whose genotypes count haploid copies (plink2
     codes them 0/1, so BETA and SE double), else 1."""
-    return np.where(np.isin(chromosome_class(variant_table["chrom"].to_numpy()[index]), [CHR_Y, CHR_MT]), 2.0, 1.0)
+    kind = chromosome_class(variant_table["chrom"].to_numpy()[index])
+    return np.where((kind == CHR_Y) | (kind == CHR_MT), 2.0, 1.0)
 
 
 def gwas_linear(
