@@ -3,6 +3,7 @@ to do, and a CLI run on it exits with status 2 leaving only its log."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 from collections.abc import Callable
@@ -265,27 +266,44 @@ def test_cli_success_writes_outputs_and_provenance(tmp_path, monkeypatch):
     np.testing.assert_allclose(np.loadtxt(out.parent / "run.afreq"), truth, atol=1e-6)
 
 
-def test_bim_reader_paths_agree_and_keep_na_like_ids(tmp_path):
-    """The fast .bim path (integer positions parsed by the C reader) and the validating path give
-    the same table; IDs and alleles that pandas would read as missing ("NA", "nan") stay text."""
+@pytest.mark.parametrize("layout", ["tabs", "spaces", "integer_cm"])
+def test_bim_reader_paths_agree_and_keep_na_like_ids(tmp_path, monkeypatch, layout):
+    """The three .bim paths give the same table: pyarrow's CSV reader (tab-separated files, when
+    pyarrow is installed), pandas' C reader with integer positions, and the validating path. IDs
+    and alleles that pandas would read as missing ("NA", "nan") stay text; centimorgans keep
+    pandas' numeric type (int64 when all are integers)."""
     from deepprs.io import bed as bed_module
 
     rows = (DATA / "eur60.bim").read_text().splitlines()
-    rows[1] = "\t".join(["17", "NA", "0", "123", "A", "G"])
-    rows[2] = "\t".join(["17", "nan", "0.5", "124", "NA", "T"])
+    if layout == "integer_cm":
+        rows = ["\t".join([*row.split()[:2], str(number % 3), *row.split()[3:]]) for number, row in enumerate(rows)]
+    else:
+        rows[1] = "\t".join(["17", "NA", "0", "123", "A", "G"])
+        rows[2] = "\t".join(["17", "nan", "0.5", "124", "NA", "T"])
+    if layout == "spaces":
+        rows = [" ".join(row.split()) for row in rows]
     path = tmp_path / "x.bim"
     path.write_text("\n".join(rows) + "\n")
-    fast = bed_module.read_bim(path)
-    assert fast.loc[1, "id"] == "NA" and fast.loc[2, "id"] == "nan" and fast.loc[2, "alt"] == "NA"
-    assert fast.loc[2, "cm"] == 0.5 and fast["pos"].dtype == np.int64
-    # force the validating path: it must produce the same table
-    original = bed_module._read_bim_fast
-    bed_module._read_bim_fast = lambda path: None
-    try:
-        slow = bed_module.read_bim(path)
-    finally:
-        bed_module._read_bim_fast = original
-    pd.testing.assert_frame_equal(fast, slow)
+    tables = {}
+    if importlib.util.find_spec("pyarrow") is not None:
+        arrow = bed_module._read_bim_arrow(path)
+        assert (arrow is None) == (layout == "spaces")  # pyarrow reads only tab-separated files
+        if arrow is not None:
+            tables["arrow"] = arrow
+    with monkeypatch.context() as patch:
+        patch.setattr(bed_module, "_read_bim_arrow", lambda path: None)
+        tables["pandas"] = bed_module.read_bim(path)
+        patch.setattr(bed_module, "_read_bim_fast", lambda path: None)
+        tables["validating"] = bed_module.read_bim(path)
+    fast = tables["pandas"]
+    for name, table in tables.items():
+        pd.testing.assert_frame_equal(table, fast, obj=name)
+    if layout != "integer_cm":
+        assert fast.loc[1, "id"] == "NA" and fast.loc[2, "id"] == "nan" and fast.loc[2, "alt"] == "NA"
+        assert fast.loc[2, "cm"] == 0.5
+    else:
+        assert fast["cm"].dtype == np.int64
+    assert fast["pos"].dtype == np.int64
     assert len(fast) == len(rows)
     assert fast["a1"].tolist() == [row.split()[4] for row in rows]
     assert fast["ref"].tolist() == [row.split()[5] for row in rows]
