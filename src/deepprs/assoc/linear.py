@@ -228,8 +228,9 @@ def prefetch_blocks(
     """Read, decode and prepare the blocks of ``tasks`` in background threads, ``depth`` ahead.
 
     For each ``(key, block_index)`` of ``tasks``, in order, yields ``(key, ctx, block, prepared)``
-    with ``ctx = context(key)`` (called in the calling thread when the block is queued),
-    ``block = read_dosage_block(source, block_index)`` and ``prepared = prepare(block, ctx)``
+    with ``ctx = context(key)`` (called in the calling thread when the block is queued, while a
+    worker already reads it), ``block = read_dosage_block(source, block_index)`` and
+    ``prepared = prepare(block, ctx)``
     (both in a worker thread; None without ``prepare``). numpy and torch release the GIL in their
     kernels, so on two cores the work on the next blocks overlaps the torch algebra of the
     current one, and the cores share the work.
@@ -237,7 +238,7 @@ def prefetch_blocks(
     A yielded block is valid until the next one is requested: its dosage buffer is then reused
     for a later block.
     """
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     # as many workers as torch may use threads (--threads), at most 2 for a .bed, 1 for other readers
     if workers is None:
@@ -247,14 +248,23 @@ def prefetch_blocks(
     free_buffers: list[BlockBuffers] = []
     remaining = iter(tasks)
 
-    def work(block_index: np.ndarray, ctx: Any, buffer: BlockBuffers | None) -> tuple[DosageBlock, Any]:
+    def work(block_index: np.ndarray, ctx: Future, buffer: BlockBuffers | None) -> tuple[DosageBlock, Any]:
         block = read_dosage_block(source, block_index, buffer=buffer)
-        return block, (None if prepare is None else prepare(block, ctx))
+        return block, (None if prepare is None else prepare(block, ctx.result()))
 
     def submit(pool: ThreadPoolExecutor, key: Any, block_index: np.ndarray) -> None:
-        ctx = None if context is None else context(key)
+        # the worker starts reading at once; the context (a segment's designs: ~0.1 s for the first
+        # block, cached for the next ones) is built here meanwhile and handed over when ready
         buffer = free_buffers.pop() if free_buffers else None
-        pending.append((key, ctx, pool.submit(work, block_index, ctx, buffer)))
+        ctx_slot: Future = Future()
+        future = pool.submit(work, block_index, ctx_slot, buffer)
+        try:
+            ctx = None if context is None else context(key)
+        except BaseException as exc:
+            ctx_slot.set_exception(exc)  # the worker stops too
+            raise
+        ctx_slot.set_result(ctx)
+        pending.append((key, ctx, future))
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for key, block_index in islice(remaining, depth):
