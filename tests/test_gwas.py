@@ -1041,3 +1041,32 @@ def test_count_equal_int8_with_a_scratch_of_the_same_padded_width_but_more_colum
     scratch = count_scratch(4, 21)
     np.testing.assert_array_equal(count_equal_int8(np.full((4, 21), 2, dtype=np.int8), 2, scratch), [21] * 4)
     np.testing.assert_array_equal(count_equal_int8(np.zeros((4, 20), dtype=np.int8), 2, scratch), [0] * 4)
+
+
+def test_prefetch_blocks_reads_while_the_context_is_built_and_stops_on_its_error():
+    """Blocks come back in order with their contexts; a context that fails raises in the caller
+    (the worker waiting for it stops too: no hang)."""
+    import threading
+
+    from deepprs.assoc.linear import prefetch_blocks
+
+    genotypes = open_genotypes(DATA / "eur")
+    tasks = [("a", np.arange(0, 10)), ("a", np.arange(10, 20)), ("b", np.arange(20, 25))]
+    reading = threading.Event()
+
+    def context(key):
+        if key == "b":
+            raise InputError("bad design for b")
+        return key.upper()
+
+    def prepare(block, ctx):
+        reading.set()
+        return (ctx, int(block.variant_index[0]))
+
+    got = []
+    with pytest.raises(InputError, match="bad design for b"):
+        for key, ctx, block, prepared in prefetch_blocks(genotypes, tasks, context=context, prepare=prepare, depth=1):
+            got.append((key, ctx, prepared, block.dosage.shape[0]))
+    # one block ahead: block 3 (and its failing context) is queued once block 2 is taken
+    assert got == [("a", "A", ("A", 0), 10)]
+    assert reading.is_set()
