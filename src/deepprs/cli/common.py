@@ -76,12 +76,13 @@ def split_names(values: list[str] | None) -> list[str] | None:
 
 def run_logged(out: str, command: str, body: Callable[[RunLog], T], *, quiet: bool = False,
                threads: int | None = None, parameters: dict[str, Any] | None = None,
-               argv: list[str] | None = None) -> T:
-    """Run ``body(log)`` inside a :class:`RunLog` for ``out`` (log, provenance, cleanup on error)."""
+               argv: list[str] | None = None, blas_threads: int | None = None) -> T:
+    """Run ``body(log)`` inside a :class:`RunLog` for ``out`` (log, provenance, cleanup on error);
+    ``threads`` / ``blas_threads``: see :func:`deepprs.utils.device.set_threads`."""
     from deepprs.utils.device import set_threads
 
     resume_collection()
-    set_threads(threads)
+    set_threads(threads, blas=blas_threads)
     argv = argv if argv is not None else (list(INVOCATION) or None)
     with RunLog(out, command, argv=argv, quiet=quiet, parameters=parameters) as log:
         return body(log)

@@ -206,6 +206,7 @@ def register(app: typer.Typer) -> None:
             gc.freeze()  # the results are written: nothing left for the exit-time collections to walk
 
         try:
-            run_logged(out, "gwas", body, quiet=quiet, threads=threads, parameters=parameters)
+            # numpy's / scipy's OpenBLAS only see k × k and n × k problems here: one thread
+            run_logged(out, "gwas", body, quiet=quiet, threads=threads, parameters=parameters, blas_threads=1)
         finally:
             stop_bed_scan()

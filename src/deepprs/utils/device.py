@@ -27,25 +27,35 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 
 # thread-count variables of the BLAS / OpenMP libraries numpy, scipy and scikit-learn may load later
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+_BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "BLIS_NUM_THREADS")
 
 
-def set_threads(threads: int | None) -> None:
+def set_threads(threads: int | None, *, blas: int | None = None) -> None:
     """Limit every CPU thread pool to ``threads`` (``--threads``, as plink2's): torch's intra-op
     threads, the BLAS / OpenMP pools already loaded (numpy's and scipy's OpenBLAS, through
     threadpoolctl), and, through the environment, those loaded later. Without a limit a numpy
-    or scipy product would start one thread per core of a shared cluster node."""
+    or scipy product would start one thread per core of a shared cluster node.
+
+    ``blas``: a lower limit for the OpenBLAS / BLIS pools of numpy and scipy, for commands whose
+    heavy maths runs in torch's own pool (an idle OpenBLAS worker spins ~0.1 s after each call,
+    taking a core from torch's threads)."""
     if threads is None or threads <= 0:
         return
     import os
 
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import ThreadpoolController, threadpool_limits
 
     threads = int(threads)
+    blas = threads if blas is None else max(1, min(int(blas), threads))
     torch.set_num_threads(threads)
     for name in _THREAD_VARIABLES:
         os.environ[name] = str(threads)
+    for name in _BLAS_VARIABLES:
+        os.environ[name] = str(blas)
     threadpool_limits(limits=threads)
+    if blas != threads:
+        ThreadpoolController().select(internal_api=["openblas", "blis"]).limit(limits=blas)
 
 
 @contextmanager
