@@ -115,6 +115,32 @@ def test_filter_statistics_match_plink2_on_sex_chromosomes_and_pedigrees(tmp_pat
                                               filter_statistics(source, samples, np.arange(source.n_variants)))
 
 
+def test_qc_reports_and_filters_with_plink2_statistics(tmp_path):
+    """`deepprs qc`'s A1_FREQ / MISSING_RATE / HWE_P and its --maf / --geno / --hwe decisions are
+    plink2's (founders, chrX males counted once, chrY males only): the same numbers as plink2's
+    --freq / --missing / --hardy on a pedigree with both sexes, unknown sex and sex chromosomes."""
+    import shutil
+
+    from deepprs.qc.filters import run_qc
+
+    sexchr = Path(__file__).parent / "data" / "gwas_sexchr"
+    for suffix, name in ((".bed", "sexchr.bed"), (".bim", "letters.bim"), (".fam", "pedigree.fam")):
+        shutil.copy(sexchr / name, tmp_path / f"ped{suffix}")
+    with open_genotypes(tmp_path / "ped") as source:
+        result = run_qc(source, maf=0.1, geno=0.05, hwe=1e-3)
+        diploid_all = np.nanmean(source.read(dtype=np.float64), axis=0) / 2
+    report = result.variant_report
+    _compare_with_plink2(report, report["ID"], sexchr / "plink2_pedigree")
+    assert np.abs(report["A1_FREQ"].to_numpy() - diploid_all).max() > 0.01   # not every sample, diploid
+    a1 = report["A1_FREQ"].to_numpy()
+    minor = np.minimum(a1, 1 - a1)
+    with np.errstate(invalid="ignore"):
+        fail = ((report["MISSING_RATE"].to_numpy() > 0.05) | (report["HWE_P"].to_numpy() < 1e-3)
+                | (minor < 0.1 - 1e-12) | ~(minor > 0))
+    np.testing.assert_array_equal(result.variant_pass, ~fail)
+    assert 0 < fail.sum() < len(fail)
+
+
 def test_filter_statistics_match_plink2_on_dosages():
     """Dosage .pgen: frequencies from the dosages, missing calls and HWE from hard calls at plink2's
     0.1 hard-call threshold (its --freq / --missing / --hardy)."""

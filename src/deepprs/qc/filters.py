@@ -78,8 +78,13 @@ def run_qc(genotypes: GenotypeSource, *, maf: float | None = None, geno: float |
     mind
         Remove samples with missing call rate > ``mind`` (over all variants).
     hwe
-        Remove variants with Hardy-Weinberg exact P < ``hwe`` (chrX: the test including males, see
-        :func:`~deepprs.qc.stats.variant_stats`).
+        Remove variants with Hardy-Weinberg exact P < ``hwe``.
+
+    ``--maf``, ``--geno`` and ``--hwe`` and the report's ``A1_FREQ``, ``MISSING_RATE`` and ``HWE_P``
+    use plink2's statistics (:func:`filter_statistics`) over the samples that pass ``--mind``:
+    frequencies and HWE over the founders, chrX males counted once and tested with the females
+    (Graffelman & Weir), chrY from the males only and not HWE-tested. The report's genotype counts
+    (``HOM_A1_CT``, ...) are :func:`~deepprs.qc.stats.variant_stats`'s diploid counts.
     hwe_midp
         Use the mid-p HWE test.
     indep_pairwise
@@ -105,17 +110,19 @@ def run_qc(genotypes: GenotypeSource, *, maf: float | None = None, geno: float |
         sample_missing_rate = None
     if not sample_pass.any():
         raise InputError(f"--mind {mind} removes all {n} samples; raise the threshold")
-    stats = variant_stats(genotypes, samples=np.flatnonzero(sample_pass), block_size=block_size,
-                          hwe_midp=hwe_midp)
+    kept_samples = np.flatnonzero(sample_pass)
+    stats = variant_stats(genotypes, samples=kept_samples, block_size=block_size, hwe_midp=hwe_midp)
+    # the filtered (and reported) frequency, missing rate and HWE P are plink2's: founders, chrX males
+    # counted once, chrY males only (the genotype counts stay the diploid counts of every kept sample)
+    plink = filter_statistics(genotypes, kept_samples, np.arange(m), block_size=block_size, hwe=True,
+                              hwe_midp=hwe_midp)
+    for column in ("A1_FREQ", "MISSING_RATE", "HWE_P"):
+        stats[column] = plink[column].to_numpy()
     if sample_missing_rate is None:
         # per-sample missingness is still reported
         counts = genotype_counts(genotypes, block_size=block_size, progress=False)
         sample_missing_rate = counts.sample_missing / max(m, 1)
-    # minor allele frequency from the counts (1 - 0.9 < 0.1 in floating point); NaN without calls
-    a1_count = 2 * stats["HOM_A1_CT"].to_numpy() + stats["HET_CT"].to_numpy()
-    total = 2 * stats["OBS_CT"].to_numpy()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        minor = np.minimum(a1_count, total - a1_count) / total
+    minor = plink["MINOR_FREQ"].to_numpy()  # NaN without founder calls
     reasons: dict[str, np.ndarray] = {}
     if geno is not None:
         reasons["geno"] = stats["MISSING_RATE"].to_numpy() > geno
@@ -286,7 +293,7 @@ HARD_CALL_THRESHOLD = 0.1  # plink2's --hard-call-threshold default
 
 
 def filter_statistics(genotypes: GenotypeSource, samples: np.ndarray, variants: np.ndarray,
-                      block_size: int = 4096, *, hwe: bool = True) -> pd.DataFrame:
+                      block_size: int = 4096, *, hwe: bool = True, hwe_midp: bool = False) -> pd.DataFrame:
     """The per-variant statistics plink2's ``--geno``, ``--maf`` and ``--hwe`` use, computed as plink2
     2.00 does (checked against its ``--missing``, ``--freq`` and ``--hardy`` outputs).
 
@@ -299,7 +306,7 @@ def filter_statistics(genotypes: GenotypeSource, samples: np.ndarray, variants: 
       2016) over the founder females (sex 2) and the founder males' hemizygous calls (sex 1; a
       heterozygous male call counts as missing, samples of unknown sex are left out: plink2's
       ``.hardy.x`` counts); NaN on chrY and chrM, which plink2 does not test; all NaN with
-      ``hwe=False`` (the exact test is most of the cost).
+      ``hwe=False`` (the exact test is most of the cost); mid-p with ``hwe_midp``.
 
     Dosage data (BGEN, dosage .pgen) give hard calls as plink2 does: a dosage within 0.1 of 0, 1 or 2
     is that call, else the call is missing (``--geno``, ``--hwe``); frequencies use the dosages.
@@ -356,7 +363,7 @@ def filter_statistics(genotypes: GenotypeSource, samples: np.ndarray, variants: 
     if tested.any():
         hom_other = called[tested] - hom_a1[tested] - het[tested]
         hwe_p[tested] = hwe_exact_pvalues(hom_a1[tested].astype(np.int64), het[tested].astype(np.int64),
-                                          hom_other.astype(np.int64))
+                                          hom_other.astype(np.int64), midp=hwe_midp)
     on_x = (kind == CHR_X) & test_x
     if on_x.any():
         females = sums["founder_female"]
@@ -367,7 +374,8 @@ def filter_statistics(genotypes: GenotypeSource, samples: np.ndarray, variants: 
         hwe_p[on_x] = hwe_x_exact_pvalues(
             female_hom_a1.astype(np.int64), female_het.astype(np.int64),
             (female_called - female_hom_a1 - female_het).astype(np.int64),
-            male_a1.astype(np.int64), (male_called - male_a1 - males["het"][on_x]).astype(np.int64))
+            male_a1.astype(np.int64), (male_called - male_a1 - males["het"][on_x]).astype(np.int64),
+            midp=hwe_midp)
     return pd.DataFrame({"MISSING_RATE": missing_rate, "A1_FREQ": a1_freq, "MINOR_FREQ": minor_freq, "HWE_P": hwe_p})
 
 
