@@ -312,8 +312,8 @@ def test_bim_reader_paths_agree_and_keep_na_like_ids(tmp_path, monkeypatch, layo
 
 @pytest.mark.parametrize("extra_columns", [False, True])
 def test_pvar_reader_paths_agree(tmp_path, monkeypatch, extra_columns):
-    """The fast .pvar path (used columns only, integer positions from the C reader) and the
-    validating path give the same table, with or without QUAL/FILTER/INFO/CM columns; the
+    """The fast .pvar paths (pyarrow's reader when installed, pandas' C reader with integer
+    positions) and the validating path give the same table, with or without QUAL/FILTER/INFO/CM columns; the
     validating path still reports malformed files."""
     from deepprs.io import pgen as pgen_module
 
@@ -327,6 +327,13 @@ def test_pvar_reader_paths_agree(tmp_path, monkeypatch, extra_columns):
     path = tmp_path / "x.pvar"
     path.write_text("##fileformat=PVARv1.0\n" + header + "\n" + "\n".join(rows) + "\n")
     fast = pgen_module.read_pvar(path)
+    if importlib.util.find_spec("pyarrow") is not None:  # the pyarrow reader took it; pandas' C path too
+        from deepprs.io import arrowtext
+
+        assert arrowtext.read_tab_separated(path, header.lstrip("#").split(), skip_rows=2) is not None
+        with monkeypatch.context() as patch:
+            patch.setattr(arrowtext, "read_tab_separated", lambda *args, **kwargs: None)
+            pd.testing.assert_frame_equal(pgen_module.read_pvar(path), fast)
     monkeypatch.setattr(pgen_module, "_read_pvar_fast", lambda *args: None)
     slow = pgen_module.read_pvar(path)
     pd.testing.assert_frame_equal(fast, slow)
