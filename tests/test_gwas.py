@@ -782,11 +782,12 @@ def test_decode_bytes_matches_the_byte_table_for_even_and_odd_row_widths():
     np.testing.assert_array_equal(BYTE_TO_ZERO_FILLED.numpy(), np.array([2, 0, 1, 0])[codes])
 
 
-@pytest.mark.parametrize("counted", [False, True])
-def test_missing_call_sums_are_the_exact_sums_of_the_quantised_rows(counted):
+@pytest.mark.parametrize(("counted", "split"), [(False, True), (True, True), (True, False)])
+def test_missing_call_sums_are_the_exact_sums_of_the_quantised_rows(counted, split):
     """Brute force with Python integers: the float32 bag sums equal the exact sum of each variant's
     quantised rows (one float64 rounding by the scale), with variants of no missing calls, of more
-    calls than one bag holds (split over several bags) and of exactly one bag; and they are within
+    calls than one bag holds (split over several bags) and of exactly one bag, and blocks whose
+    variants all fit one bag each (the direct path, trailing empty bags); and they are within
     the quantisation bound (2^-34 of the column's max |value| per call) of the float64 sums."""
     import torch
 
@@ -794,7 +795,8 @@ def test_missing_call_sums_are_the_exact_sums_of_the_quantised_rows(counted):
 
     rng = np.random.default_rng(3)
     n = 1200
-    counts = np.array([0, 3, BAG_CALLS, BAG_CALLS + 1, 0, 2 * BAG_CALLS + 17, 1, 900, 0])
+    counts = (np.array([0, 3, BAG_CALLS, BAG_CALLS + 1, 0, 2 * BAG_CALLS + 17, 1, 900, 0]) if split
+              else np.array([0, 3, BAG_CALLS, 200, 0, 17, 1, BAG_CALLS, 0]))  # one bag per variant
     variant = np.repeat(np.arange(len(counts)), counts)
     sample = np.concatenate([np.sort(rng.choice(n, size=c, replace=False)) for c in counts])
     values = np.column_stack([

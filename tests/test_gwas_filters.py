@@ -139,6 +139,19 @@ def test_qc_reports_and_filters_with_plink2_statistics(tmp_path):
                 | (minor < 0.1 - 1e-12) | ~(minor > 0))
     np.testing.assert_array_equal(result.variant_pass, ~fail)
     assert 0 < fail.sum() < len(fail)
+    # no founder at all: plink2's frequencies are undefined (--maf keeps the variants); deepprs's own
+    # "monomorphic" rule uses every sample's calls, so polymorphic variants stay
+    fam = (tmp_path / "ped.fam").read_text().splitlines()
+    (tmp_path / "ped.fam").write_text("".join(
+        " ".join([fields[0], fields[1], f"P{i}", *fields[3:]]) + "\n"
+        for i, fields in enumerate(line.split() for line in fam)))
+    with open_genotypes(tmp_path / "ped") as source:
+        orphans = run_qc(source, maf=0.1)
+        calls = source.read(dtype=np.float64)
+    assert orphans.variant_report["A1_FREQ"].isna().all()
+    polymorphic = (np.nansum(calls, axis=0) > 0) & (np.nansum(2 - calls, axis=0) > 0)  # both alleles called
+    assert polymorphic.any()
+    np.testing.assert_array_equal(orphans.variant_pass, polymorphic)
 
 
 def test_filter_statistics_match_plink2_on_dosages():

@@ -310,6 +310,25 @@ def test_bim_reader_paths_agree_and_keep_na_like_ids(tmp_path, monkeypatch, layo
     assert fast["pos"].tolist() == [int(row.split()[3]) for row in rows]
 
 
+@pytest.mark.parametrize("position", ["NA", "", "0x20", "nan", "12.5"])
+def test_tab_separated_positions_that_are_not_integers_are_errors_on_every_path(tmp_path, position):
+    """pyarrow reads "NA" / "" as null and "0x20" as 32 in an integer column: the fast reader must
+    hand such files to the pandas paths, which report the bad line."""
+    from deepprs.io.arrowtext import read_tab_separated
+    from deepprs.io.bed import read_bim
+    from deepprs.io.pgen import read_pvar
+
+    bim = tmp_path / "x.bim"
+    bim.write_text(f"1\trs1\t0\t100\tA\tG\n1\trs2\t0\t{position}\tC\tT\n")
+    assert read_tab_separated(bim, ["chrom", "id", "cm", "pos", "a1", "a2"], integer=["pos"]) is None
+    with pytest.raises(InputError, match="line 2"):
+        read_bim(bim)
+    pvar = tmp_path / "x.pvar"
+    pvar.write_text(f"#CHROM\tPOS\tID\tREF\tALT\n1\t100\trs1\tA\tG\n1\t{position}\trs2\tC\tT\n")
+    with pytest.raises(InputError):
+        read_pvar(pvar)
+
+
 @pytest.mark.parametrize("extra_columns", [False, True])
 def test_pvar_reader_paths_agree(tmp_path, monkeypatch, extra_columns):
     """The fast .pvar paths (pyarrow's reader when installed, pandas' C reader with integer
@@ -325,12 +344,13 @@ def test_pvar_reader_paths_agree(tmp_path, monkeypatch, extra_columns):
             fields += [".", "PASS", f"AF={j / 100:.2f};R2=0.9", str(j * 0.25)]
         rows.append("\t".join(fields))
     path = tmp_path / "x.pvar"
-    path.write_text("##fileformat=PVARv1.0\n" + header + "\n" + "\n".join(rows) + "\n")
+    path.write_text('##fileformat=PVARv1.0\n##INFO=<ID=PR,Number=0,Type=Flag,Description="Provisional reference '
+                    'allele, may not be based on real reference genome">\n' + header + "\n" + "\n".join(rows) + "\n")
     fast = pgen_module.read_pvar(path)
     if importlib.util.find_spec("pyarrow") is not None:  # the pyarrow reader took it; pandas' C path too
         from deepprs.io import arrowtext
 
-        assert arrowtext.read_tab_separated(path, header.lstrip("#").split(), skip_rows=2) is not None
+        assert arrowtext.read_tab_separated(path, header.lstrip("#").split(), skip_rows=3) is not None
         with monkeypatch.context() as patch:
             patch.setattr(arrowtext, "read_tab_separated", lambda *args, **kwargs: None)
             pd.testing.assert_frame_equal(pgen_module.read_pvar(path), fast)

@@ -564,7 +564,8 @@ def missing_call_sums(block: DosageBlock, matrix: SumDigits) -> np.ndarray:
     most :data:`BAG_CALLS` missing calls (FBGEMM's vectorised kernel on x86 CPUs: about twice as
     fast as a float64 sparse product); every partial sum is an integer below 2^24, so the bags are
     exact, and their digits recombine exactly in float64. The result is the exact sum of the
-    quantised rows, rounded once by the column scale.
+    quantised rows, rounded once by the column scale (for variants with fewer than 2^20 missing
+    calls; beyond, the float64 sum over bags may round, by about one unit in the last place).
 
     Returns
     -------

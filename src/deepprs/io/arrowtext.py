@@ -25,8 +25,9 @@ def read_tab_separated(path: str | Path, names: Sequence[str], *, skip_rows: int
 
     Returns
     -------
-    DataFrame with columns ``names``, or None (pyarrow missing, spaces or carriage returns in the
-    file, ragged rows, an empty field, a non-numeric value in an integer or numeric column).
+    DataFrame with columns ``names``, or None (pyarrow missing, spaces, carriage returns or "0x" in
+    the file, ragged rows, an empty field, a value of an integer column that is not a decimal integer,
+    a non-numeric value in a numeric column).
     """
     try:
         import pyarrow as pa
@@ -34,16 +35,23 @@ def read_tab_separated(path: str | Path, names: Sequence[str], *, skip_rows: int
     except ImportError:
         return None
     data = Path(path).read_bytes()
-    if not data or b" " in data or b"\r" in data:
+    start = 0
+    for _ in range(skip_rows):  # header lines (a .pvar's ## lines may hold spaces)
+        start = data.find(b"\n", start) + 1
+        if start == 0:
+            return None
+    body = data[start:]
+    # (pyarrow's integer parser also takes hexadecimal, which the pandas paths reject)
+    if not body or any(token in body for token in (b" ", b"\r", b"0x", b"0X")):
         return None
     types = {name: (pa.int64() if name in integer else pa.string()) for name in names}
     try:
         table = pv.read_csv(
-            pa.py_buffer(data),
-            read_options=pv.ReadOptions(column_names=list(names), skip_rows=skip_rows),
+            pa.py_buffer(body),
+            read_options=pv.ReadOptions(column_names=list(names)),
             parse_options=pv.ParseOptions(delimiter="\t", quote_char=False, double_quote=False),
-            convert_options=pv.ConvertOptions(column_types=types, strings_can_be_null=False,
-                                              quoted_strings_can_be_null=False),
+            convert_options=pv.ConvertOptions(column_types=types, null_values=[], strings_can_be_null=False,
+                                              quoted_strings_can_be_null=False),  # "NA" is text, no integer
         )
     except pa.ArrowInvalid:  # ragged rows, a non-integer value
         return None

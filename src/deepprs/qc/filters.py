@@ -111,7 +111,7 @@ def run_qc(genotypes: GenotypeSource, *, maf: float | None = None, geno: float |
     if not sample_pass.any():
         raise InputError(f"--mind {mind} removes all {n} samples; raise the threshold")
     kept_samples = np.flatnonzero(sample_pass)
-    stats = variant_stats(genotypes, samples=kept_samples, block_size=block_size, hwe_midp=hwe_midp)
+    stats = variant_stats(genotypes, samples=kept_samples, block_size=block_size, hwe=False)
     # the filtered (and reported) frequency, missing rate and HWE P are plink2's: founders, chrX males
     # counted once, chrY males only (the genotype counts stay the diploid counts of every kept sample)
     plink = filter_statistics(genotypes, kept_samples, np.arange(m), block_size=block_size, hwe=True,
@@ -122,7 +122,13 @@ def run_qc(genotypes: GenotypeSource, *, maf: float | None = None, geno: float |
         # per-sample missingness is still reported
         counts = genotype_counts(genotypes, block_size=block_size, progress=False)
         sample_missing_rate = counts.sample_missing / max(m, 1)
-    minor = plink["MINOR_FREQ"].to_numpy()  # NaN without founder calls
+    minor = plink["MINOR_FREQ"].to_numpy()  # NaN without founder calls: --maf keeps the variant, as plink2
+    # deepprs's own "monomorphic" rule looks at every kept sample's calls (a variant that varies only
+    # among non-founders is not monomorphic): from the counts, not 1 - frequency
+    a1_count = 2 * stats["HOM_A1_CT"].to_numpy() + stats["HET_CT"].to_numpy()
+    total = 2 * stats["OBS_CT"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        minor_all = np.minimum(a1_count, total - a1_count) / total
     reasons: dict[str, np.ndarray] = {}
     if geno is not None:
         reasons["geno"] = stats["MISSING_RATE"].to_numpy() > geno
@@ -130,7 +136,7 @@ def run_qc(genotypes: GenotypeSource, *, maf: float | None = None, geno: float |
         reasons["hwe"] = stats["HWE_P"].to_numpy() < hwe
     if maf is not None:
         reasons["maf"] = minor < maf          # (as plink2: a variant without calls is not a --maf failure)
-    reasons["monomorphic"] = ~(minor > 0)     # ... but deepprs qc drops it as monomorphic
+    reasons["monomorphic"] = ~(minor_all > 0)  # no call, or one allele only: dropped by deepprs qc
     fail = np.zeros(m, dtype=bool)
     reason_text = np.full(m, "", dtype=object)
     for name, mask in reasons.items():

@@ -787,13 +787,13 @@ def genotype_counts(source: GenotypeSource, *, samples: Any = None, variants: An
 
 
 def variant_stats(source: GenotypeSource, *, samples: Any = None, variants: Any = None,
-                  block_size: int = 4096, hwe_midp: bool = False) -> pd.DataFrame:
+                  block_size: int = 4096, hwe_midp: bool = False, hwe: bool = True) -> pd.DataFrame:
     """Per-variant QC statistics (like ``plink2 --freq --missing --hardy``).
 
     ``HWE_P`` is the exact test over the called genotypes of ``samples``; on chrX it is plink2's test
     including males (:func:`hwe_x_exact_pvalues`, its ``.hardy.x``): females (sex 2) and the males'
     hemizygous calls (sex 1; a heterozygous male call counts as missing), samples of unknown sex left
-    out. The other columns count every sample as diploid.
+    out (NaN everywhere with ``hwe=False``). The other columns count every sample as diploid.
 
     Returns
     -------
@@ -807,9 +807,12 @@ def variant_stats(source: GenotypeSource, *, samples: Any = None, variants: Any 
     variant_index = as_index(variants, source.n_variants, "variant")
     table = source.variant_table.iloc[variant_index]
     on_x = chromosome_class(table["chrom"].to_numpy()) == CHR_X
-    hwe_p = np.empty(len(table))
-    hwe_p[~on_x] = hwe_exact_pvalues(counts.n_hom_a1[~on_x], counts.n_het[~on_x], counts.n_hom_other[~on_x],
-                                     midp=hwe_midp)
+    hwe_p = np.full(len(table), np.nan)
+    if not hwe:
+        on_x = np.zeros(len(table), dtype=bool)
+    else:
+        hwe_p[~on_x] = hwe_exact_pvalues(counts.n_hom_a1[~on_x], counts.n_het[~on_x], counts.n_hom_other[~on_x],
+                                         midp=hwe_midp)
     if on_x.any():
         sample_index = as_index(samples, source.n_samples, "sample")
         sex = sample_sex(source, sample_index)

@@ -40,21 +40,22 @@ def set_threads(threads: int | None, *, blas: int | None = None) -> None:
     ``blas``: a lower limit for the OpenBLAS / BLIS pools of numpy and scipy, for commands whose
     heavy maths runs in torch's own pool (an idle OpenBLAS worker spins ~0.1 s after each call,
     taking a core from torch's threads)."""
-    if threads is None or threads <= 0:
-        return
     import os
 
     from threadpoolctl import ThreadpoolController, threadpool_limits
 
-    threads = int(threads)
-    blas = threads if blas is None else max(1, min(int(blas), threads))
-    torch.set_num_threads(threads)
-    for name in _THREAD_VARIABLES:
-        os.environ[name] = str(threads)
-    for name in _BLAS_VARIABLES:
-        os.environ[name] = str(blas)
-    threadpool_limits(limits=threads)
-    if blas != threads:
+    if threads is not None and threads > 0:
+        threads = int(threads)
+        torch.set_num_threads(threads)
+        for name in _THREAD_VARIABLES + _BLAS_VARIABLES:
+            os.environ[name] = str(threads)
+        threadpool_limits(limits=threads)
+    else:
+        threads = None
+    if blas is not None and (threads is None or blas < threads):  # (also without --threads)
+        blas = max(1, int(blas))
+        for name in _BLAS_VARIABLES:
+            os.environ[name] = str(blas)
         ThreadpoolController().select(internal_api=["openblas", "blis"]).limit(limits=blas)
 
 
