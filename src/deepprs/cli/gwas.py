@@ -92,9 +92,14 @@ def register(app: typer.Typer) -> None:
         """
         import gc
         import importlib
+        import os
         import threading
         import time
 
+        # numpy's and scipy's OpenBLAS only see k × k and n × k problems here (the heavy maths is
+        # torch's): one thread, set before numpy loads it. Otherwise its worker thread starts with
+        # the pool at the first BLAS call and spins ~0.1 s beside torch's workers.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         from deepprs.assoc.bedscan import (
             process_age,
             start_bed_scan,
@@ -206,7 +211,6 @@ def register(app: typer.Typer) -> None:
             gc.freeze()  # the results are written: nothing left for the exit-time collections to walk
 
         try:
-            # numpy's / scipy's OpenBLAS only see k × k and n × k problems here: one thread
             run_logged(out, "gwas", body, quiet=quiet, threads=threads, parameters=parameters, blas_threads=1)
         finally:
             stop_bed_scan()

@@ -44,16 +44,17 @@ def set_threads(threads: int | None, *, blas: int | None = None) -> None:
 
     from threadpoolctl import ThreadpoolController, threadpool_limits
 
-    if threads is not None and threads > 0:
-        threads = int(threads)
+    threads = int(threads) if threads is not None and threads > 0 else None
+    blas = max(1, int(blas)) if blas is not None and (threads is None or blas < threads) else None
+    if threads is not None:
         torch.set_num_threads(threads)
         for name in _THREAD_VARIABLES + _BLAS_VARIABLES:
             os.environ[name] = str(threads)
-        threadpool_limits(limits=threads)
-    else:
-        threads = None
-    if blas is not None and (threads is None or blas < threads):  # (also without --threads)
-        blas = max(1, int(blas))
+        if blas is None:
+            threadpool_limits(limits=threads)
+        else:  # not OpenBLAS: raising its count starts a worker that then spins ~0.1 s
+            ThreadpoolController().select(internal_api=["mkl", "openmp", "flexiblas"]).limit(limits=threads)
+    if blas is not None:  # (also without --threads)
         for name in _BLAS_VARIABLES:
             os.environ[name] = str(blas)
         ThreadpoolController().select(internal_api=["openblas", "blis"]).limit(limits=blas)
