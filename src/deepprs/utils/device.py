@@ -40,12 +40,14 @@ def set_threads(threads: int | None, *, blas: int | None = None) -> None:
     ``blas``: a lower limit for the OpenBLAS / BLIS pools of numpy and scipy, for commands whose
     heavy maths runs in torch's own pool (an idle OpenBLAS worker spins ~0.1 s after each call,
     taking a core from torch's threads)."""
+    threads = int(threads) if threads is not None and threads > 0 else None
+    blas = max(1, int(blas)) if blas is not None and (threads is None or blas < threads) else None
+    if threads is None and blas is None:
+        return
     import os
 
     from threadpoolctl import ThreadpoolController, threadpool_limits
 
-    threads = int(threads) if threads is not None and threads > 0 else None
-    blas = max(1, int(blas)) if blas is not None and (threads is None or blas < threads) else None
     if threads is not None:
         torch.set_num_threads(threads)
         for name in _THREAD_VARIABLES + _BLAS_VARIABLES:
