@@ -135,66 +135,62 @@ def _hwe_windowed(counts: np.ndarray, midp: bool, max_cells: int = 4_000_000) ->
         while stop < len(rows) and (stop + 1 - start) * cells[rows[stop]] <= max_cells:
             stop += 1
         chunk = rows[start:stop]
-        width = int(cells[chunk].max())
-        h = low[chunk, None] + 2 * np.arange(width)[None, :]
-        valid = h <= high[chunk, None]
-        h = np.where(valid, h, low[chunk, None])
-        # log p along the window by the recurrence P(h + 2) / P(h) = 4 r c / ((h + 1)(h + 2)), with r, c
-        # the rare / common homozygote counts at h: one log per class instead of three log-gammas
-        rare = (n_rare[chunk, None] - h) // 2
-        common = (n_common[chunk, None] - h) // 2
-        with np.errstate(divide="ignore"):  # r = 0 only at h = n_rare, whose step leads out of the window
-            step = np.log(4.0 * rare * common / ((h + 1.0) * (h + 2.0)))
-        log_p = np.empty_like(step)
-        log_p[:, 0] = _hwe_log_p(low[chunk], n_rare[chunk], n_common[chunk])
-        np.cumsum(step[:, :-1], axis=1, out=log_p[:, 1:])
-        log_p[:, 1:] += log_p[:, :1]
-        log_p = np.where(valid, log_p, -np.inf)
+        pvalues[chunk], first, last = _hwe_window_pvalues(n_rare[chunk], n_common[chunk], low[chunk], cells[chunk],
+                                                          log_obs[chunk], midp)
         level = np.minimum(log_obs[chunk], log_mode[chunk]) - _HWE_WINDOW_LOG
         # the window must reach below the level at both ends (unless it stops at a bound)
-        first, last = log_p[:, 0], log_p[np.arange(len(chunk)), cells[chunk] - 1]
         bad = ((low[chunk] > n_rare[chunk] % 2) & (first >= level)) | ((high[chunk] < n_rare[chunk]) & (last >= level))
-        log_max = log_p.max(axis=1)
-        prob = np.exp(log_p - log_max[:, None])
-        obs = (log_obs[chunk] - log_max)[:, None]
-        shifted = log_p - log_max[:, None]
-        tail = np.where(shifted <= obs + _TIE_TOLERANCE, prob, 0.0).sum(axis=1)
-        if midp:
-            tail = tail - 0.5 * np.where(np.abs(shifted - obs) <= _TIE_TOLERANCE, prob, 0.0).sum(axis=1)
-        pvalues[chunk] = np.minimum(tail / prob.sum(axis=1), 1.0)
         failed.append(chunk[bad])
         start = stop
     full_rows = np.concatenate([np.flatnonzero(full), *failed]) if failed else np.flatnonzero(full)
     return pvalues, full_rows.astype(np.int64)
 
 
+def _hwe_window_pvalues(n_rare: np.ndarray, n_common: np.ndarray, low: np.ndarray, cells: np.ndarray,
+                        log_obs: np.ndarray, midp: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact-test P-values over the het classes ``low, low + 2, ..., low + 2 (cells - 1)`` of each row
+    (all of them, or a window that holds every class that matters).
+
+    log P along the classes comes from the recurrence P(h + 2) / P(h) = 4 r c / ((h + 1)(h + 2)), with
+    r, c the rare / common homozygote counts at h: one log per class instead of three log-gammas.
+
+    Returns
+    -------
+    pvalues, log P of the first class, log P of the last class : ndarray, shape (rows,)
+    """
+    width = int(cells.max())
+    columns = np.arange(width)
+    h = low[:, None] + 2.0 * columns                                   # exact integers in float64
+    step = (n_rare[:, None] - h) * (n_common[:, None] - h)             # 4 r c
+    step /= (h + 1.0) * (h + 2.0)
+    with np.errstate(divide="ignore", invalid="ignore"):  # r = 0 at h = n_rare; beyond the row: masked
+        np.log(step, out=step)
+    log_p = np.empty_like(step)
+    log_p[:, 0] = _hwe_log_p(low, n_rare, n_common)
+    np.cumsum(step[:, :-1], axis=1, out=log_p[:, 1:])
+    log_p[:, 1:] += log_p[:, :1]
+    log_p[columns[None, :] >= cells[:, None]] = -np.inf
+    first, last = log_p[:, 0].copy(), log_p[np.arange(len(low)), cells - 1]
+    log_max = log_p.max(axis=1)
+    log_p -= log_max[:, None]
+    obs = (log_obs - log_max)[:, None]
+    prob = np.exp(log_p)
+    tail = np.where(log_p <= obs + _TIE_TOLERANCE, prob, 0.0).sum(axis=1)
+    if midp:
+        tail -= 0.5 * np.where(np.abs(log_p - obs) <= _TIE_TOLERANCE, prob, 0.0).sum(axis=1)
+    return np.minimum(tail / prob.sum(axis=1), 1.0), first, last
+
+
 def _hwe_chunk(counts: np.ndarray, midp: bool) -> np.ndarray:
-    hom_rare, het, hom_common = counts[:, 0], counts[:, 1], counts[:, 2]
+    """Exact-test P-values of ``counts`` (rows of rare homozygotes, hets, common homozygotes) over every
+    het class."""
+    hom_rare, het, hom_common = (counts[:, i].astype(np.int64) for i in range(3))
     n = hom_rare + het + hom_common
     n_rare = 2 * hom_rare + het
     n_common = 2 * hom_common + het
-    width = int(n_rare.max()) // 2 + 1
-    k = np.arange(width)
-    # het counts with the parity of n_rare: h = n_rare - 2k (k = number of rare homozygotes)
-    h = n_rare[:, None] - 2 * k[None, :]
-    valid = h >= 0
-    h = np.where(valid, h, 0)
-    n_hom_rare = (n_rare[:, None] - h) // 2
-    n_hom_common = (n_common[:, None] - h) // 2
-    log_p = (h * np.log(2.0) - gammaln(h + 1) - gammaln(n_hom_rare + 1) - gammaln(n_hom_common + 1))
-    log_p = np.where(valid, log_p, -np.inf)
-    log_max = log_p.max(axis=1)
-    log_p = log_p - log_max[:, None]
-    prob = np.exp(log_p)
-    total = prob.sum(axis=1)
-    log_obs = het * np.log(2.0) - gammaln(het + 1) - gammaln(hom_rare + 1) - gammaln(hom_common + 1)
-    log_obs = log_obs - log_max
-    as_extreme = log_p <= log_obs[:, None] + _TIE_TOLERANCE
-    tail = np.where(as_extreme, prob, 0.0).sum(axis=1)
-    if midp:
-        ties = np.abs(log_p - log_obs[:, None]) <= _TIE_TOLERANCE
-        tail = tail - 0.5 * np.where(ties, prob, 0.0).sum(axis=1)
-    pvalue = np.minimum(tail / total, 1.0)
+    low = n_rare % 2
+    pvalue, _, _ = _hwe_window_pvalues(n_rare, n_common, low, (n_rare - low) // 2 + 1,
+                                       _hwe_log_p(het, n_rare, n_common), midp)
     return np.where((n == 0) | (n_rare == 0), 1.0, pvalue)
 
 
