@@ -101,27 +101,21 @@ def run_qc(genotypes: GenotypeSource, *, maf: float | None = None, geno: float |
     _check_threshold(hwe, "--hwe")
     n, m = genotypes.n_samples, genotypes.n_variants
     samples = genotypes.sample_table
-    sample_pass = np.ones(n, dtype=bool)
-    if mind is not None:
-        counts = genotype_counts(genotypes, block_size=block_size)
-        sample_missing_rate = counts.sample_missing / max(m, 1)
-        sample_pass = sample_missing_rate <= mind
-    else:
-        sample_missing_rate = None
+    # one pass over every sample: their missing rates, and the variants' counts when all samples stay
+    counts = genotype_counts(genotypes, block_size=block_size)
+    sample_missing_rate = counts.sample_missing / max(m, 1)
+    sample_pass = np.ones(n, dtype=bool) if mind is None else sample_missing_rate <= mind
     if not sample_pass.any():
         raise InputError(f"--mind {mind} removes all {n} samples; raise the threshold")
     kept_samples = np.flatnonzero(sample_pass)
-    stats = variant_stats(genotypes, samples=kept_samples, block_size=block_size, hwe=False)
+    stats = variant_stats(genotypes, samples=kept_samples, block_size=block_size, hwe=False,
+                          counts=counts if sample_pass.all() else None)
     # the filtered (and reported) frequency, missing rate and HWE P are plink2's: founders, chrX males
     # counted once, chrY males only (the genotype counts stay the diploid counts of every kept sample)
     plink = filter_statistics(genotypes, kept_samples, np.arange(m), block_size=block_size, hwe=True,
                               hwe_midp=hwe_midp)
     for column in ("A1_FREQ", "MISSING_RATE", "HWE_P"):
         stats[column] = plink[column].to_numpy()
-    if sample_missing_rate is None:
-        # per-sample missingness is still reported
-        counts = genotype_counts(genotypes, block_size=block_size, progress=False)
-        sample_missing_rate = counts.sample_missing / max(m, 1)
     minor = plink["MINOR_FREQ"].to_numpy()  # NaN without founder calls: --maf keeps the variant, as plink2
     # deepprs's own "monomorphic" rule looks at every kept sample's calls (a variant that varies only
     # among non-founders is not monomorphic): from the counts, not 1 - frequency

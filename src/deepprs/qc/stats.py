@@ -783,13 +783,16 @@ def genotype_counts(source: GenotypeSource, *, samples: Any = None, variants: An
 
 
 def variant_stats(source: GenotypeSource, *, samples: Any = None, variants: Any = None,
-                  block_size: int = 4096, hwe_midp: bool = False, hwe: bool = True) -> pd.DataFrame:
+                  block_size: int = 4096, hwe_midp: bool = False, hwe: bool = True,
+                  counts: GenotypeCounts | None = None) -> pd.DataFrame:
     """Per-variant QC statistics (like ``plink2 --freq --missing --hardy``).
 
     ``HWE_P`` is the exact test over the called genotypes of ``samples``; on chrX it is plink2's test
     including males (:func:`hwe_x_exact_pvalues`, its ``.hardy.x``): females (sex 2) and the males'
     hemizygous calls (sex 1; a heterozygous male call counts as missing), samples of unknown sex left
     out (NaN everywhere with ``hwe=False``). The other columns count every sample as diploid.
+    ``counts``: :func:`genotype_counts` of these samples and variants, when the caller has them
+    (saves the pass over the genotypes).
 
     Returns
     -------
@@ -799,7 +802,8 @@ def variant_stats(source: GenotypeSource, *, samples: Any = None, variants: Any 
     """
     from deepprs.assoc.design import CHR_X, chromosome_class
 
-    counts = genotype_counts(source, samples=samples, variants=variants, block_size=block_size)
+    if counts is None:
+        counts = genotype_counts(source, samples=samples, variants=variants, block_size=block_size)
     variant_index = as_index(variants, source.n_variants, "variant")
     table = source.variant_table.iloc[variant_index]
     on_x = chromosome_class(table["chrom"].to_numpy()) == CHR_X
