@@ -418,3 +418,40 @@ def test_hwe_x_inbred_at_biobank_sizes_sums_only_the_tails_shells():
     midp = hwe_x_exact_pvalues(*female.T, male_a1, n - male_a1, midp=True)
     assert (midp < plain).all()
     np.testing.assert_allclose(midp, plain, rtol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["eur_region", "qcsim"])  # 379 samples (a padded byte) / missing calls
+def test_bed_genotype_counts_on_packed_bytes_equal_the_int8_path(name):
+    """.bed counts come from popcounts on the packed bytes: the same numbers as the int8 path of any
+    other reader, for all samples, a shuffled subset (padding columns and excluded samples count
+    nowhere) and variants in any order; a sample listed twice falls back to the int8 path."""
+    from deepprs.qc.stats import genotype_counts
+
+    class NotABed:  # the same source through the generic path
+        def __init__(self, source):
+            self._source = source
+
+        def __getattr__(self, name):
+            return getattr(self._source, name)
+
+    fields = ("n_hom_a1", "n_het", "n_hom_other", "n_missing", "sample_missing")
+    rng = np.random.default_rng(4)
+    with open_genotypes(DATA / name) as source:
+        assert type(source).__name__ == "BedReader"
+        subsets = [(None, None),
+                   (rng.permutation(source.n_samples)[: source.n_samples // 2 + 1],
+                    rng.permutation(source.n_variants)[: source.n_variants // 2]),
+                   (np.array([3, 3, 10]), None)]
+        for samples, variants in subsets:
+            fast = genotype_counts(source, samples=samples, variants=variants, block_size=256, progress=False)
+            slow = genotype_counts(NotABed(source), samples=samples, variants=variants, block_size=256,
+                                   progress=False)
+            assert fast.n_samples == slow.n_samples
+            for field in fields:
+                np.testing.assert_array_equal(getattr(fast, field), getattr(slow, field), err_msg=field)
+        raw = source.read(dtype=np.int8, missing="raw")
+        assert (source.n_samples % 4 != 0) if name == "eur_region" else (raw < 0).sum() > 100
+        every = genotype_counts(source, progress=False)
+        np.testing.assert_array_equal(every.n_missing, (raw < 0).sum(axis=0))
+        np.testing.assert_array_equal(every.sample_missing, (raw < 0).sum(axis=1))
+        np.testing.assert_array_equal(every.n_het, (raw == 1).sum(axis=0))
