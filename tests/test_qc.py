@@ -455,3 +455,15 @@ def test_bed_genotype_counts_on_packed_bytes_equal_the_int8_path(name):
         np.testing.assert_array_equal(every.n_missing, (raw < 0).sum(axis=0))
         np.testing.assert_array_equal(every.sample_missing, (raw < 0).sum(axis=1))
         np.testing.assert_array_equal(every.n_het, (raw == 1).sum(axis=0))
+
+
+def test_counts_on_a_closed_bed_are_an_input_error():
+    from deepprs.io.bed import BedReader
+    from deepprs.qc.stats import genotype_counts
+
+    reader = BedReader(DATA / "qcsim")
+    reader.close()
+    with pytest.raises(InputError, match="is closed"):
+        genotype_counts(reader, progress=False)
+    with pytest.raises(InputError, match="is closed"):
+        reader.read(variants=slice(0, 2))

@@ -274,6 +274,8 @@ class BedReader(GenotypeSource):
 
     def packed_variant_major(self, variant_index: np.ndarray) -> np.ndarray:
         """Raw packed bytes of the given variants, shape (b, ceil(N/4))."""
+        if self._packed is None:
+            raise InputError(f"{self.path} is closed")
         variant_index = np.asarray(variant_index)
         if variant_index.ndim == 1 and len(variant_index) > 1:
             start = int(variant_index[0])
@@ -283,9 +285,7 @@ class BedReader(GenotypeSource):
         return np.asarray(self._packed[variant_index])
 
     def _read_i8(self, sample_index: np.ndarray, variant_index: np.ndarray) -> np.ndarray:
-        if self._packed is None:
-            raise InputError(f"{self.path} is closed")
-        packed = self.packed_variant_major(variant_index)            # (b, bytes)
+        packed = self.packed_variant_major(variant_index)  # (raises on a closed reader)            # (b, bytes)
         if len(sample_index) == self.n_samples and np.array_equal(sample_index, np.arange(self.n_samples)):
             return decode_bed_block(packed, n_samples=self.n_samples)
         return decode_bed_block(packed, sample_index)
