@@ -438,6 +438,13 @@ def test_bed_genotype_counts_on_packed_bytes_equal_the_int8_path(name):
     rng = np.random.default_rng(4)
     with open_genotypes(DATA / name) as source:
         assert type(source).__name__ == "BedReader"
+        from deepprs.io.genotypes import SampleSubset
+
+        kept = SampleSubset(source, rng.permutation(source.n_samples)[:200])  # a --keep view: counted on the bytes
+        np.testing.assert_array_equal(genotype_counts(kept, progress=False).sample_missing,
+                                      genotype_counts(NotABed(kept), progress=False).sample_missing)
+        np.testing.assert_array_equal(genotype_counts(kept, progress=False).n_het,
+                                      genotype_counts(NotABed(kept), progress=False).n_het)
         subsets = [(None, None),
                    (rng.permutation(source.n_samples)[: source.n_samples // 2 + 1],
                     rng.permutation(source.n_variants)[: source.n_variants // 2]),

@@ -761,15 +761,20 @@ def genotype_counts(source: GenotypeSource, *, samples: Any = None, variants: An
                     block_size: int = 4096, progress: bool = True) -> GenotypeCounts:
     """Count genotypes per variant and missing calls per sample, streaming variant blocks.
 
-    ``.bed`` input is counted on the packed bytes (bit-parallel popcounts; the samples' missing calls
-    from the positions of the missing fields), other sources on int8 blocks.
+    ``.bed`` input (also through ``--keep`` / ``--remove`` views) is counted on the packed bytes
+    (bit-parallel popcounts; the samples' missing calls from the positions of the missing fields),
+    other sources on int8 blocks.
     """
     from deepprs.io.bed import BedReader
+    from deepprs.io.genotypes import SampleSubset
 
     sample_index = as_index(samples, source.n_samples, "sample")
     variant_index = as_index(variants, source.n_variants, "variant")
-    if isinstance(source, BedReader) and len(np.unique(sample_index)) == len(sample_index):
-        return _bed_genotype_counts(source, sample_index, variant_index, block_size, progress)
+    file_source, file_samples = source, sample_index
+    while isinstance(file_source, SampleSubset):  # --keep / --remove views: the file's own samples
+        file_source, file_samples = file_source.source, file_source._sample_index[file_samples]
+    if isinstance(file_source, BedReader) and len(np.unique(file_samples)) == len(file_samples):
+        return _bed_genotype_counts(file_source, file_samples, variant_index, block_size, progress)
     m = len(variant_index)
     hom1, het, hom2, miss = (np.zeros(m, dtype=np.int64) for _ in range(4))
     sample_missing = np.zeros(len(sample_index), dtype=np.int64)
