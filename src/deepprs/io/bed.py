@@ -285,7 +285,7 @@ class BedReader(GenotypeSource):
         return np.asarray(self._packed[variant_index])
 
     def _read_i8(self, sample_index: np.ndarray, variant_index: np.ndarray) -> np.ndarray:
-        packed = self.packed_variant_major(variant_index)  # (raises on a closed reader)            # (b, bytes)
+        packed = self.packed_variant_major(variant_index)  # (b, bytes); raises on a closed reader
         if len(sample_index) == self.n_samples and np.array_equal(sample_index, np.arange(self.n_samples)):
             return decode_bed_block(packed, n_samples=self.n_samples)
         return decode_bed_block(packed, sample_index)

@@ -844,12 +844,10 @@ def variant_stats(source: GenotypeSource, *, samples: Any = None, variants: Any 
     table = source.variant_table.iloc[variant_index]
     on_x = chromosome_class(table["chrom"].to_numpy()) == CHR_X
     hwe_p = np.full(len(table), np.nan)
-    if not hwe:
-        on_x = np.zeros(len(table), dtype=bool)
-    else:
+    if hwe:
         hwe_p[~on_x] = hwe_exact_pvalues(counts.n_hom_a1[~on_x], counts.n_het[~on_x], counts.n_hom_other[~on_x],
                                          midp=hwe_midp)
-    if on_x.any():
+    if hwe and on_x.any():
         sample_index = as_index(samples, source.n_samples, "sample")
         sex = sample_sex(source, sample_index)
         females, males = (genotype_counts(source, samples=sample_index[sex == code], variants=variant_index[on_x],
