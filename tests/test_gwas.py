@@ -747,7 +747,16 @@ def test_gram_forms_match_numpy_for_easy_hard_and_singular_matrices():
     grams[30] = np.diag([1.0, -0.5, 2.0, 1.0, 1.0, 3.0])
     gram = torch.from_numpy(np.array(grams))
     rhs = torch.from_numpy(rng.normal(size=(b, k, 3)))
-    uu, uv, vv, info = gram_forms(gram, rhs)
+    # batch last; the input is kept unless overwrite=True, which gives the same forms
+    gram_last, rhs_last = gram.permute(1, 2, 0).contiguous(), rhs.permute(1, 2, 0).contiguous()
+    kept_gram, kept_rhs = gram_last.clone(), rhs_last.clone()
+    uu, uv, vv, info = gram_forms(gram_last, rhs_last)
+    torch.testing.assert_close(gram_last, kept_gram, rtol=0, atol=0)
+    overwritten = gram_forms(gram_last, rhs_last, overwrite=True)
+    torch.testing.assert_close(rhs_last, kept_rhs, rtol=0, atol=0)
+    assert not torch.equal(gram_last, kept_gram)
+    for mine, again in zip((uu, uv, vv, info), overwritten, strict=True):
+        torch.testing.assert_close(mine, again, rtol=0, atol=0, equal_nan=True)
     regular = np.arange(b) != 7
     solved = np.linalg.solve(np.array(grams)[regular], rhs.numpy()[regular])
     u, v = rhs.numpy()[regular, :, 0], rhs.numpy()[regular, :, 1:]
@@ -757,7 +766,7 @@ def test_gram_forms_match_numpy_for_easy_hard_and_singular_matrices():
     np.testing.assert_allclose(vv.numpy()[regular], np.einsum("bkp,bkp->bp", v, solved[:, :, 1:]), rtol=1e-12)
     assert (info.numpy()[regular] == 0).all()
     assert info.numpy()[7] != 0  # Cholesky rejects it and LU reports the zero pivot
-    *_, info = gram_forms(torch.zeros(1, k, k, dtype=torch.float64), torch.ones(1, k, 2, dtype=torch.float64))
+    *_, info = gram_forms(torch.zeros(k, k, 1, dtype=torch.float64), torch.ones(k, 2, 1, dtype=torch.float64))
     assert info.item() != 0
 
 

@@ -25,6 +25,7 @@ from deepprs.assoc.vif import (
     check_covariates,
     correlation_checks,
     masked_sscp,
+    observed_gram,
 )
 from deepprs.cli.main import main
 from deepprs.errors import InputError
@@ -257,6 +258,41 @@ def test_sscp_through_the_basis_matches_numpy(tmp_path):
         np.testing.assert_allclose(masked[j], expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
 
 
+def test_codes_from_packed_missing_sums_match_numpy_and_skip_leaves_rows_unchecked(tmp_path):
+    """PredictorCheck.codes on the packed triu(Q_mᵀQ_m) of each variant (batch last) gives the
+    brute-force codes; rows in ``skip`` keep code OK (the caller names their error)."""
+    dosage, missing, covariates, _, _ = _random_study(tmp_path)
+    n, m = dosage.shape
+    basis, _ = np.linalg.qr(np.column_stack([np.ones(n), covariates]))
+    names = [f"c{j + 1}" for j in range(covariates.shape[1])]
+    check = PredictorCheck(basis, covariates, check_covariates(covariates, names, max_vif=1e9),
+                           max_vif=12.0, max_corr=0.999)
+    observed = (~missing).astype(float)
+    g0 = np.where(missing, 0.0, dosage)
+    rows, cols = np.triu_indices(basis.shape[1])
+    missing_outer = np.einsum("nv,nk,nl->klv", 1.0 - observed, basis, basis)[rows, cols]  # (k(k+1)/2, m)
+    q_g = g0.T @ basis
+    g_sum, obs_ct = g0.sum(0), observed.sum(0)
+    g_tss = (g0**2).sum(0) - g_sum**2 / obs_ct
+    design = [np.column_stack([np.ones(int(obs_ct[j])), covariates[~missing[:, j]]]) for j in range(m)]
+    g_mg = np.array([
+        np.sum((g - d @ np.linalg.lstsq(d, g, rcond=None)[0]) ** 2)
+        for g, d in ((dosage[~missing[:, j], j], design[j]) for j in range(m))
+    ])
+    expected = np.array([_numpy_code(np.column_stack([dosage[~missing[:, j], j], covariates[~missing[:, j]]]),
+                                     12.0, 0.999)[0] for j in range(m)])
+    t = torch.from_numpy
+    args = (t(np.ascontiguousarray(missing_outer)), t(q_g), t(g_sum), t(g_tss), t(g_mg), t(obs_ct))
+    codes = check.codes(*args).numpy()
+    np.testing.assert_array_equal(codes, expected)
+    failing = np.flatnonzero(expected != 0)
+    assert len(failing) >= 2
+    skip = np.zeros(m, dtype=bool)
+    skip[failing[::2]] = True
+    skipped = check.codes(*args, skip=t(skip)).numpy()
+    np.testing.assert_array_equal(skipped, np.where(skip, 0, expected))
+
+
 def test_correlation_checks_rules_and_precedence():
     rng = np.random.default_rng(3)
     z = rng.normal(size=(400, 3))
@@ -390,7 +426,10 @@ def test_screen_bound_holds_under_heavy_non_random_missingness():
         g_tss.append(((g - g.mean()) ** 2).sum())
     t = torch.from_numpy
     gram = np.einsum("nv,nk,nl->vkl", observed, basis, basis)
-    bound, epsilon = check.bound(t(gram), t(np.array(g_tss)), t(np.array(g_mg)), t(observed.sum(0)))
+    rows, cols = np.triu_indices(basis.shape[1])
+    missing_outer = np.ascontiguousarray((np.eye(basis.shape[1]) - gram)[:, rows, cols].T)  # triu(Q_m'Q_m)
+    np.testing.assert_allclose(observed_gram(t(missing_outer)).permute(2, 0, 1).numpy(), gram, atol=1e-12)
+    bound, epsilon = check.bound(t(missing_outer), t(np.array(g_tss)), t(np.array(g_mg)), t(observed.sum(0)))
     valid = (epsilon < 1).numpy()
     ratio = np.array(true_max)[valid] / bound.numpy()[valid]
     assert valid.sum() > 50 and ratio.max() <= 1.0 + 1e-12

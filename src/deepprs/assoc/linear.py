@@ -22,8 +22,9 @@ hard-call ``.pgen`` input the missing calls and gᵀg (from the homozygous-A1 co
 start-up scan (:mod:`deepprs.assoc.bedscan`) that the CLI runs in a forked process while torch is
 being imported; blocks are decoded (into reused buffers) and their missing-call sums computed by two
 worker threads ahead of the torch algebra (exact float32 ``embedding_bag`` sums of quantised digits,
-see :func:`~deepprs.assoc.blocks.missing_call_sums`); the batched k × k
-quadratic forms use Cholesky and one triangular solve (LU for the matrices it rejects); the small
+see :func:`~deepprs.assoc.blocks.missing_call_sums`); the k × k quadratic forms come from a
+Cholesky factorisation vectorised over the block's variants (:func:`gram_forms`; LU for the
+matrices it rejects), and variants that provably pass plink2's predictor checks skip them; the small
 per-block algebra runs on one thread (OpenMP barriers on tiny tensors cost milliseconds per op on a
 loaded machine), and numpy's / scipy's BLAS on one thread beside the workers. Nothing before the
 P-values imports scipy (its import, ~0.12 s, runs in a CLI background thread during the regression).
@@ -74,11 +75,13 @@ from deepprs.assoc.design import (
     plink_chromosome,
     testable_variants,
 )
-from deepprs.assoc.vif import MAX_CORR, MAX_VIF, VIF_INFINITE, check_limits, errcode_strings
+from deepprs.assoc.vif import MAX_CORR, MAX_VIF, VIF_INFINITE, check_limits, errcode_strings, observed_gram
 from deepprs.errors import InputError
 from deepprs.io.genotypes import GenotypeSource, as_index, sample_sex
-from deepprs.utils.device import blas_threads, resolve_device
+from deepprs.utils.device import blas_threads, resolve_device, switch_interval
 from deepprs.utils.runlog import track
+
+GIL_SWITCH_SECONDS = 0.0005  # while prefetch workers run (the interpreter's default: 0.005)
 
 LINEAR_COLUMNS = [
     "CHROM",
@@ -146,9 +149,10 @@ class _Prepared:
 
 
 def _correction_sums(block: DosageBlock, ctx: _LinearContext) -> tuple[np.ndarray, np.ndarray]:
-    """Missing-call sums of [w, q (x) r, r^2] (b × (1 + kP + P)) and of triu(q q') (b × k(k+1)/2)."""
-    sums = missing_call_sums(block, ctx.corrections)
-    return sums[:, : ctx.n_corrections], sums[:, ctx.n_corrections :]
+    """Missing-call sums of [w, q (x) r, r^2] ((1 + kP + P) × b) and of triu(q q') (k(k+1)/2 × b),
+    one column per variant (the per-variant algebra works batch last)."""
+    sums = np.ascontiguousarray(missing_call_sums(block, ctx.corrections).T)
+    return sums[: ctx.n_corrections], sums[ctx.n_corrections :]
 
 
 def _prepare_block(block: DosageBlock, contexts: list[_LinearContext], *, products: bool) -> list[_Prepared]:
@@ -166,30 +170,28 @@ def _prepare_block(block: DosageBlock, contexts: list[_LinearContext], *, produc
     return out
 
 
-def _triangle_positions(k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flat positions in a k × k matrix of the upper triangle (row-major, as np.triu_indices) and
-    of their mirror images."""
-    rows, cols = np.triu_indices(k)
-    return (torch.from_numpy(rows * k + cols).to(device), torch.from_numpy(cols * k + rows).to(device))
-
-
 def gram_forms(
-    gram: torch.Tensor, rhs: torch.Tensor
+    gram: torch.Tensor, rhs: torch.Tensor, *, overwrite: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Quadratic forms of a batch of symmetric positive semi-definite matrices' inverses.
 
-    With ``u = rhs[:, :, 0]`` and ``V = rhs[:, :, 1:]``: ``uᵀ A⁻¹ u``, ``uᵀ A⁻¹ V`` and the
-    diagonal of ``Vᵀ A⁻¹ V``, which is all the per-variant regression needs. Batched Cholesky
-    A = LLᵀ (:func:`torch.linalg.cholesky_ex`) and one triangular solve z = L⁻¹ rhs, so that
-    xᵀA⁻¹y = zₓᵀz_y: at k = 11 and 4,096 matrices ~2.5 ms on one CPU thread (the triangular solve
-    2.4x faster than :func:`torch.cholesky_solve`; 5x faster than the 14 batched products of a
-    Neumann iteration). Matrices that are not numerically positive definite go to LU
+    With ``u = rhs[:, 0]`` and ``V = rhs[:, 1:]``: ``uᵀ A⁻¹ u``, ``uᵀ A⁻¹ V`` and the diagonal of
+    ``Vᵀ A⁻¹ V``, which is all the per-variant regression needs. A column-by-column Cholesky
+    factorisation A = LLᵀ with the forward substitution z = L⁻¹ rhs alongside, so that
+    xᵀA⁻¹y = zₓᵀz_y. The batch is the last dimension: each step is a few elementwise ops on
+    contiguous vectors of b values, at k = 11 and 4,096 matrices ~1.6 ms on one CPU thread, less
+    than half of batched LAPACK (:func:`torch.linalg.cholesky_ex`, which also zeroes the upper
+    triangles, and :func:`torch.linalg.solve_triangular`) and the layout changes it needs.
+    Matrices with a pivot that is not positive (as LAPACK's ``potrf`` rejects them) go to LU
     (:func:`torch.linalg.solve_ex`), which reports the singular ones.
 
     Parameters
     ----------
-    gram : Tensor, shape (b, k, k)
-    rhs : Tensor, shape (b, k, 1 + r)
+    gram : Tensor, shape (k, k, b)
+        Symmetric in its first two dimensions. With ``overwrite`` its lower triangle and
+        diagonal receive L (the strict upper triangle is kept).
+    rhs : Tensor, shape (k, 1 + r, b)
+        Not modified.
 
     Returns
     -------
@@ -200,19 +202,38 @@ def gram_forms(
         Non-zero where the matrix is singular (LU found a zero pivot); the forms there are not
         meaningful.
     """
-    factor, chol_info = torch.linalg.cholesky_ex(gram)
-    left = torch.linalg.solve_triangular(factor, rhs, upper=False)  # (b, k, 1 + r)
-    right = left
-    info = torch.zeros(gram.shape[0], dtype=torch.int32, device=gram.device)
-    hard = torch.nonzero(chol_info != 0).flatten()
+    k, _, b = gram.shape
+    factor = gram if overwrite else gram.clone()
+    diagonal = torch.diagonal(factor, 0, 0, 1).clone()  # (b, k): A's, for the LU fallback
+    z = rhs.clone()
+    rejected = torch.zeros(b, dtype=torch.bool, device=gram.device)
+    for j in range(k):
+        column = factor[j:, j]  # A[j:, j] -> L[j:, j], (k - j, b)
+        if j:
+            row = factor[j, :j]  # L[j, :j]
+            column -= (factor[j:, :j] * row).sum(1)
+            z[j] -= (z[:j] * row.unsqueeze(1)).sum(0)
+        pivot = column[0]
+        failed = ~(pivot > 0)  # (NaN too)
+        rejected |= failed
+        pivot.masked_fill_(failed, 1.0).sqrt_()
+        column[1:] /= pivot
+        z[j] /= pivot
+    u = z[:, 0]
+    uu = (u * u).sum(0)
+    uv = (u.unsqueeze(1) * z[:, 1:]).sum(0).T
+    vv = (z[:, 1:] * z[:, 1:]).sum(0).T
+    info = torch.zeros(b, dtype=torch.int32, device=gram.device)
+    hard = torch.nonzero(rejected).flatten()
     if hard.numel():
-        exact, hard_info = torch.linalg.solve_ex(gram[hard], rhs[hard])
-        left, right = left.clone(), left.clone()
-        left[hard], right[hard] = rhs[hard], exact  # xᵀ(A⁻¹y) for the LU rows
+        upper = torch.triu(factor[:, :, hard].permute(2, 0, 1), 1)  # A's strict upper triangle, kept
+        matrices = upper + upper.transpose(1, 2) + torch.diag_embed(diagonal[hard])
+        given = rhs[:, :, hard].permute(2, 0, 1)  # (h, k, 1 + r)
+        exact, hard_info = torch.linalg.solve_ex(matrices, given)
+        uu[hard] = (given[:, :, 0] * exact[:, :, 0]).sum(1)
+        uv[hard] = torch.einsum("hk,hkp->hp", given[:, :, 0], exact[:, :, 1:])
+        vv[hard] = (given[:, :, 1:] * exact[:, :, 1:]).sum(1)
         info[hard] = hard_info
-    uu = (left[:, :, 0] * right[:, :, 0]).sum(1)
-    uv = torch.einsum("bk,bkp->bp", left[:, :, 0], right[:, :, 1:])
-    vv = (left[:, :, 1:] * right[:, :, 1:]).sum(1)
     return uu, uv, vv, info
 
 
@@ -266,7 +287,9 @@ def prefetch_blocks(
         ctx_slot.set_result(ctx)
         pending.append((key, ctx, future))
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    # the workers give the GIL back between their kernels; a short switch interval gets it to them
+    # soon after (e.g. while this thread builds a segment's designs)
+    with switch_interval(GIL_SWITCH_SECONDS), ThreadPoolExecutor(max_workers=workers) as pool:
         for key, block_index in islice(remaining, depth):
             submit(pool, key, block_index)
         while pending:
@@ -336,9 +359,9 @@ def _linear_statistics(
     b = dosage.shape[0]
     q_g = products[:, 1 : 1 + k]
     g_r = products[:, 1 + k :]
-    corr = torch.from_numpy(sums[0]).to(device)
+    corr = torch.from_numpy(sums[0]).to(device)  # (1 + kP + P, b)
     dosage_sum = products[:, 0]
-    n_missing = corr[:, 0]
+    n_missing = corr[0]
     # hard calls: sum of squared dosages = sum of dosages + 2 x (homozygous A1 calls), with the
     # counts from a start-up scan (every sample used) or from the .bed bytes
     if block.hom_a1_all is not None and ctx.all_samples_used:
@@ -351,16 +374,12 @@ def _linear_statistics(
         g_g = squares.to(device)
     else:
         g_g = squared_products(dosage, ctx.weight_digits)[:, 0]
-    outer = torch.from_numpy(sums[1]).to(device)
-    upper, lower = _triangle_positions(k, device)
-    gram = torch.empty(b, k * k, dtype=torch.float64, device=device)
-    gram[:, upper] = -outer
-    gram[:, lower] = -outer
-    gram = gram.view(b, k, k) + torch.eye(k, dtype=torch.float64, device=device)  # I - Q_m'Q_m
-    q_r = -corr[:, 1 : 1 + k * n_pheno].reshape(b, k, n_pheno)
-    r_r = torch.from_numpy(ctx.residual_ss).to(device) - corr[:, 1 + k * n_pheno :]
-    rhs = torch.cat([q_g.unsqueeze(-1), q_r], dim=2)  # (b, k, 1 + P)
-    g_form, cross_form, r_form, info = gram_forms(gram, rhs)
+    missing_outer = torch.from_numpy(sums[1]).to(device)  # triu(Q_m'Q_m), (k(k+1)/2, b)
+    rhs = torch.empty(k, 1 + n_pheno, b, dtype=torch.float64, device=device)
+    rhs[:, 0] = q_g.T
+    torch.neg(corr[1 : 1 + k * n_pheno].view(k, n_pheno, b), out=rhs[:, 1:])  # Q_obs'r = -Q_m'r_m
+    r_r = torch.from_numpy(ctx.residual_ss).to(device) - corr[1 + k * n_pheno :].T  # (b, P)
+    g_form, cross_form, r_form, info = gram_forms(observed_gram(missing_outer), rhs, overwrite=True)
     g_mg = g_g - g_form
     g_mr = g_r - cross_form
     r_mr = r_r - r_form
@@ -381,17 +400,19 @@ def _linear_statistics(
         "T_STAT": t_stat.cpu().numpy(),
         "df": df.cpu().numpy()[:, 0],
     }
+    # plink2 2.00a3.5 reports a genotype constant over the observed samples as CONST_OMITTED_ALLELE,
+    # whichever allele is fixed; too few samples is SAMPLE_CT<=PREDICTOR_CT. Neither gets the checks.
+    constant = ~(g_tss > 1e-8 * g_g.clamp(min=1.0))
+    too_few = df[:, 0] < 1
     # plink2's CORR_TOO_HIGH / VIF_INFINITE / VIF_TOO_HIGH over each variant's observed rows
     check_code = design.predictor_check.codes(
-        gram, q_g, dosage_sum, g_tss, g_mg, obs_ct, direct=lambda rows: _direct_sscp(block, design, dosage, rows)
+        missing_outer, q_g, dosage_sum, g_tss, g_mg, obs_ct,
+        direct=lambda rows: _direct_sscp(block, design, dosage, rows), skip=constant | too_few,
     )
     check_code[info != 0] = VIF_INFINITE  # covariates singular over the observed rows
     errcode = errcode_strings(check_code.cpu().numpy())
-    constant = ~(g_tss.cpu().numpy() > 1e-8 * np.maximum(g_g.cpu().numpy(), 1.0))
-    # plink2 2.00a3.5 reports a genotype constant over the observed samples as CONST_OMITTED_ALLELE,
-    # whichever allele is fixed
-    errcode[constant] = "CONST_OMITTED_ALLELE"
-    errcode[out["df"] < 1] = "SAMPLE_CT<=PREDICTOR_CT"
+    errcode[constant.cpu().numpy()] = "CONST_OMITTED_ALLELE"
+    errcode[too_few.cpu().numpy()] = "SAMPLE_CT<=PREDICTOR_CT"
     out["ERRCODE"] = errcode
     return out
 

@@ -25,6 +25,8 @@ exceeds the thresholds get the exact (c + 1) × (c + 1) check.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -193,20 +195,23 @@ class PredictorCheck:
 
     def codes(
         self,
-        gram: torch.Tensor,
+        missing_outer: torch.Tensor,
         q_g: torch.Tensor,
         g_sum: torch.Tensor,
         g_tss: torch.Tensor,
         g_mg: torch.Tensor,
         obs_ct: torch.Tensor,
         direct: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        skip: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Error codes (``OK`` / ``CORR_TOO_HIGH`` / ``VIF_INFINITE`` / ``VIF_TOO_HIGH``) of b variants.
 
         Parameters
         ----------
-        gram : Tensor, shape (b, k, k)
-            A = I − Q_mᵀQ_m, the basis' Gram matrix over each variant's observed rows.
+        missing_outer : Tensor, shape (k(k+1)/2, b)
+            The upper triangle of Q_mᵀQ_m (row-major, as ``np.triu_indices``), one column per
+            variant: the basis' Gram matrix over each variant's observed rows is A = I − Q_mᵀQ_m
+            (:func:`observed_gram`).
         q_g : Tensor, shape (b, k)
             Qᵀg with missing calls zero-filled (= Q_obsᵀ g_obs).
         g_sum, g_tss, g_mg, obs_ct : Tensor, shape (b,)
@@ -216,20 +221,27 @@ class PredictorCheck:
             ``direct(rows)`` -> centred cross-products of [g, covariates] (len(rows), c + 1, c + 1)
             computed from the data, for the few variants whose correlation matrix is within
             rounding of singular.
+        skip : Tensor of bool, shape (b,), optional
+            Variants not to check (their code stays ``OK``): those another error already names,
+            such as a genotype constant over the observed samples.
 
         Returns
         -------
         Tensor of int64, shape (b,)
         """
-        b = gram.shape[0]
-        code = torch.zeros(b, dtype=torch.int64, device=gram.device)
+        b = missing_outer.shape[1]
+        code = torch.zeros(b, dtype=torch.int64, device=missing_outer.device)
         if self.n_covariates == 0 or b == 0:  # plink2 checks nothing with the genotype alone
             return code
-        bound, epsilon = self.bound(gram, g_tss, g_mg, obs_ct)
-        flagged = torch.nonzero(~((bound <= self.screen_limit) & (epsilon < 1.0) & (g_mg > 0))).flatten()
+        bound, epsilon = self.bound(missing_outer, g_tss, g_mg, obs_ct)
+        passed = (bound <= self.screen_limit) & (epsilon < 1.0) & (g_mg > 0)
+        if skip is not None:
+            passed |= skip
+        flagged = torch.nonzero(~passed).flatten()
         if flagged.numel() == 0:
             return code
-        sscp = self.sscp(gram[flagged], q_g[flagged], g_sum[flagged], g_tss[flagged], obs_ct[flagged])
+        gram = observed_gram(missing_outer[:, flagged]).permute(2, 0, 1)  # (f, k, k)
+        sscp = self.sscp(gram, q_g[flagged], g_sum[flagged], g_tss[flagged], obs_ct[flagged])
         flagged_code, _, rcond = _rules(sscp, max_vif=self.max_vif, max_corr=self.max_corr)
         if direct is not None:
             # through the basis the correlations carry ~1e-12 of rounding: near-singular matrices
@@ -241,19 +253,21 @@ class PredictorCheck:
         return code
 
     def bound(
-        self, gram: torch.Tensor, g_tss: torch.Tensor, g_mg: torch.Tensor, obs_ct: torch.Tensor
+        self, missing_outer: torch.Tensor, g_tss: torch.Tensor, g_mg: torch.Tensor, obs_ct: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Upper bound on every VIF of each variant's model, and ε (the bound holds where ε < 1).
+
+        ``missing_outer`` as in :meth:`codes`.
 
         Returns
         -------
         bound, epsilon : Tensor, shape (b,)
         """
-        small = -gram  # Q_m'Q_m - I: Q_m'Q_m off the diagonal
-        diag_s = torch.diagonal(small, dim1=1, dim2=2) + 1.0  # diag(Q_m'Q_m)
-        # whitened covariates are Q's columns 1..k-1; their missing-row sums are ±sqrt(N) (Q_m'Q_m)_0j
-        trace_c = diag_s[:, 1:].sum(1)
-        mean_shift = self.n_used * (small[:, 0, 1:] ** 2).sum(1) / obs_ct.clamp(min=1)
+        k = packed_order(missing_outer.shape[0])
+        # whitened covariates are Q's columns 1..k-1: tr of their block of Q_m'Q_m, and their
+        # missing-row sums ±sqrt(N) (Q_m'Q_m)_0j (row 0 of the triangle: its entries 1..k-1)
+        trace_c = missing_outer[_diagonal_positions(k)[1:]].sum(0)
+        mean_shift = self.n_used * (missing_outer[1:k] ** 2).sum(0) / obs_ct.clamp(min=1)
         epsilon = trace_c + mean_shift
         with torch.no_grad():
             vif_g = g_tss / g_mg
@@ -278,6 +292,49 @@ class PredictorCheck:
         out[:, 1:, 0] = cov_g
         out[:, 1:, 1:] = cov_cov
         return out
+
+
+def packed_order(n_packed: int) -> int:
+    """k of a packed upper triangle of k(k+1)/2 entries."""
+    k = (math.isqrt(8 * n_packed + 1) - 1) // 2
+    if k * (k + 1) // 2 != n_packed:
+        raise ValueError(f"{n_packed} is not the size of a packed triangle")
+    return k
+
+
+@functools.lru_cache(maxsize=64)
+def _diagonal_positions(k: int) -> list[int]:
+    """Positions of the diagonal in a row-major packed upper triangle (``np.triu_indices(k)``)."""
+    return [j * k - j * (j - 1) // 2 for j in range(k)]
+
+
+@functools.lru_cache(maxsize=64)
+def _unpacking_index(k: int, device: torch.device) -> torch.Tensor:
+    """For each entry (i, j) of a k × k matrix (row-major) its position in the packed upper triangle."""
+    rows, cols = np.triu_indices(k)
+    position = np.zeros((k, k), dtype=np.int64)
+    position[rows, cols] = position[cols, rows] = np.arange(len(rows))
+    return torch.from_numpy(position.reshape(-1)).to(device)
+
+
+def observed_gram(missing_outer: torch.Tensor) -> torch.Tensor:
+    """A = I − Q_mᵀQ_m from the packed upper triangle of Q_mᵀQ_m, batch last.
+
+    Parameters
+    ----------
+    missing_outer : Tensor, shape (k(k+1)/2, b)
+        Row-major upper triangle (``np.triu_indices(k)`` order) of Q_mᵀQ_m for each of b variants.
+
+    Returns
+    -------
+    Tensor, shape (k, k, b)
+        A new tensor, symmetric in its first two dimensions.
+    """
+    k = packed_order(missing_outer.shape[0])
+    gram = torch.index_select(missing_outer, 0, _unpacking_index(k, missing_outer.device)).view(k, k, -1)
+    gram.neg_()
+    torch.diagonal(gram, 0, 0, 1).add_(1.0)
+    return gram
 
 
 def errcode_strings(code: np.ndarray) -> np.ndarray:
