@@ -545,16 +545,28 @@ class SumDigits:
 def to_sum_digits(values: np.ndarray) -> SumDigits:
     """Quantise ``values`` (n × c, float64) for :func:`missing_call_sums`."""
     values = np.asarray(values, dtype=np.float64)
-    col_max = np.abs(values).max(axis=0) if len(values) else np.zeros(values.shape[1])
+    n, c = values.shape
+    col_max = np.maximum(values.max(axis=0), -values.min(axis=0)) if n else np.zeros(c)
     col_max = np.where(col_max > 0, col_max, 1.0)
-    integer = np.rint(values / col_max * 2.0**_QUANT_BITS).astype(np.int64)  # |integer| <= 2^33
+    digits = np.empty((n, 2 * c), dtype=np.float32)
     half = 1 << (_BAG_DIGIT_BITS - 1)
-    low = (integer + half) % (1 << _BAG_DIGIT_BITS) - half                   # in [-2^16, 2^16)
-    high = (integer - low) >> _BAG_DIGIT_BITS                                # in [-2^16, 2^16]
-    return SumDigits(
-        digits=torch.from_numpy(np.concatenate([high, low], axis=1).astype(np.float32)),
-        scale=torch.from_numpy(col_max / 2.0**_QUANT_BITS),
-    )
+    # a few thousand rows at a time, in place: whole n × c temporaries would be thousands of
+    # fresh pages each, and this runs while the first genotype block waits for it
+    rows = max(1, min(n, (1 << 17) // max(c, 1)))
+    scaled, integer, low = np.empty((rows, c)), np.empty((rows, c), dtype=np.int64), np.empty((rows, c), np.int64)
+    for start in range(0, n, rows):
+        m = min(rows, n - start)
+        np.divide(values[start : start + m], col_max, out=scaled[:m])
+        scaled[:m] *= 2.0**_QUANT_BITS
+        np.copyto(integer[:m], np.rint(scaled[:m], out=scaled[:m]), casting="unsafe")  # |integer| <= 2^33
+        np.add(integer[:m], half, out=low[:m])
+        np.remainder(low[:m], 1 << _BAG_DIGIT_BITS, out=low[:m])
+        low[:m] -= half                                      # in [-2^16, 2^16)
+        integer[:m] -= low[:m]
+        integer[:m] >>= _BAG_DIGIT_BITS                      # high digit, in [-2^16, 2^16]
+        digits[start : start + m, :c] = integer[:m]
+        digits[start : start + m, c:] = low[:m]
+    return SumDigits(digits=torch.from_numpy(digits), scale=torch.from_numpy(col_max / 2.0**_QUANT_BITS))
 
 
 def missing_call_sums(block: DosageBlock, matrix: SumDigits) -> np.ndarray:

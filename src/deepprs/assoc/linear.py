@@ -118,18 +118,25 @@ class _LinearContext:
 
 def _context(design: Design, n_samples: int) -> _LinearContext:
     basis, residual, weight = design.basis, design.residual, design.weight
-    k = basis.shape[1]
-    iu = np.triu_indices(k)
-    outer = basis[:, iu[0]] * basis[:, iu[1]]  # (n, k(k+1)/2)
-    cross = (basis[:, :, None] * residual[:, None, :]).reshape(len(weight), -1)
-    corrections = np.column_stack([weight, cross, residual**2])
-    n_corrections = corrections.shape[1]
+    (n, k), n_pheno = basis.shape, residual.shape[1]
+    # the columns summed over missing calls, [w, q (x) r, r^2, triu(q q')], written in place (fresh
+    # n × 79 temporaries cost page faults while the first block waits for this context)
+    n_corrections = 1 + k * n_pheno + n_pheno
+    corrections = np.empty((n, n_corrections + k * (k + 1) // 2))
+    corrections[:, 0] = weight
+    for p in range(n_pheno):  # q (x) r: column 1 + j * P + p holds q_j r_p
+        np.multiply(basis, residual[:, p : p + 1], out=corrections[:, 1 + p : 1 + k * n_pheno : n_pheno])
+    np.square(residual, out=corrections[:, 1 + k * n_pheno : n_corrections])
+    start = n_corrections
+    for i in range(k):  # row i of the upper triangle (np.triu_indices order)
+        np.multiply(basis[:, i : i + 1], basis[:, i:], out=corrections[:, start : start + k - i])
+        start += k - i
     or_mask = exclusion_mask(weight) if len(weight) % 4 == 0 else None
     return _LinearContext(
         design=design,
         products=to_digits(np.column_stack([weight, basis, residual])),
         weight_digits=to_digits(weight[:, None]),
-        corrections=to_sum_digits(np.column_stack([corrections, outer])),
+        corrections=to_sum_digits(corrections),
         n_corrections=n_corrections,
         residual_ss=(residual**2).sum(axis=0),
         or_mask=or_mask,
