@@ -1054,6 +1054,36 @@ def test_count_equal_int8_with_a_scratch_of_the_same_padded_width_but_more_colum
     np.testing.assert_array_equal(count_equal_int8(np.zeros((4, 20), dtype=np.int8), 2, scratch), [0] * 4)
 
 
+def test_prefetch_blocks_starts_every_queued_read_before_building_contexts(monkeypatch):
+    """With depth 2 both workers are reading before the first context is built (a slow first
+    context no longer leaves the second worker idle)."""
+    import threading
+
+    from deepprs.assoc import linear
+
+    genotypes = open_genotypes(DATA / "eur")
+    started = threading.Semaphore(0)
+    real_read = linear.read_dosage_block
+
+    def counting_read(*args, **kwargs):
+        started.release()
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(linear, "read_dosage_block", counting_read)
+    both_reading = []
+
+    def context(key):
+        if not both_reading:  # the first context: wait for both reads to start
+            both_reading.append(started.acquire(timeout=10) and started.acquire(timeout=10))
+        return key
+
+    tasks = [("a", np.arange(0, 10)), ("a", np.arange(10, 20)), ("a", np.arange(20, 30))]
+    got = [(key, ctx, int(block.variant_index[0]))
+           for key, ctx, block, _ in linear.prefetch_blocks(genotypes, tasks, context=context, depth=2, workers=2)]
+    assert both_reading == [True]
+    assert got == [("a", "a", 0), ("a", "a", 10), ("a", "a", 20)]
+
+
 def test_prefetch_blocks_reads_while_the_context_is_built_and_stops_on_its_error():
     """Blocks come back in order with their contexts; a context that fails raises in the caller
     (the worker waiting for it stops too: no hang)."""

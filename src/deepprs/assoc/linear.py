@@ -256,8 +256,8 @@ def prefetch_blocks(
     """Read, decode and prepare the blocks of ``tasks`` in background threads, ``depth`` ahead.
 
     For each ``(key, block_index)`` of ``tasks``, in order, yields ``(key, ctx, block, prepared)``
-    with ``ctx = context(key)`` (called in the calling thread when the block is queued, while a
-    worker already reads it), ``block = read_dosage_block(source, block_index)`` and
+    with ``ctx = context(key)`` (called in the calling thread once the block is queued, while the
+    workers already read it and the blocks queued with it), ``block = read_dosage_block(source, block_index)`` and
     ``prepared = prepare(block, ctx)``
     (both in a worker thread; None without ``prepare``). numpy and torch release the GIL in their
     kernels, so on two cores the work on the next blocks overlaps the torch algebra of the
@@ -281,31 +281,39 @@ def prefetch_blocks(
         return block, (None if prepare is None else prepare(block, ctx.result()))
 
     def submit(pool: ThreadPoolExecutor, key: Any, block_index: np.ndarray) -> None:
-        # the worker starts reading at once; the context (a segment's designs: ~0.1 s for the first
-        # block, cached for the next ones) is built here meanwhile and handed over when ready
+        # the worker starts reading at once and waits for the context only to prepare the block
         buffer = free_buffers.pop() if free_buffers else None
         ctx_slot: Future = Future()
-        future = pool.submit(work, block_index, ctx_slot, buffer)
-        try:
-            ctx = None if context is None else context(key)
-        except BaseException as exc:
-            ctx_slot.set_exception(exc)  # the worker stops too
-            raise
-        ctx_slot.set_result(ctx)
-        pending.append((key, ctx, future))
+        pending.append((key, ctx_slot, pool.submit(work, block_index, ctx_slot, buffer)))
+
+    def build_contexts() -> None:
+        # the contexts of the queued blocks, in order (a segment's designs: ~0.1 s for the first
+        # block, cached for the next ones), built here while the workers read
+        for index, (key, ctx_slot, _) in enumerate(pending):
+            if ctx_slot.done():
+                continue
+            try:
+                ctx_slot.set_result(None if context is None else context(key))
+            except BaseException as exc:
+                for _, later_slot, _ in islice(pending, index, None):  # their workers stop too
+                    if not later_slot.done():
+                        later_slot.set_exception(exc)
+                raise
 
     # the workers give the GIL back between their kernels; a short switch interval gets it to them
     # soon after (e.g. while this thread builds a segment's designs)
     with switch_interval(GIL_SWITCH_SECONDS), ThreadPoolExecutor(max_workers=workers) as pool:
         for key, block_index in islice(remaining, depth):
             submit(pool, key, block_index)
+        build_contexts()
         while pending:
-            key, ctx, future = pending.popleft()
+            key, ctx_slot, future = pending.popleft()
             block, prepared = future.result()
             following = next(remaining, None)
             if following is not None:
                 submit(pool, *following)
-            yield key, ctx, block, prepared
+                build_contexts()
+            yield key, ctx_slot.result(), block, prepared
             if block.buffer is not None:  # the caller is done with this block: reuse its buffer
                 free_buffers.append(block.buffer)
 
