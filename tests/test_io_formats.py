@@ -550,3 +550,21 @@ def test_pgen_dosage_frequencies_match_plink2(dosage_pgen_fixture, tmp_path):
                    check=True, capture_output=True)
     afreq = pd.read_csv(tmp_path / "f.afreq", sep="\t")
     np.testing.assert_allclose(allele_frequency(PgenReader(prefix).read()), afreq["ALT_FREQS"], atol=5e-6)
+
+
+def test_tab_separated_fam_read_by_pyarrow_equals_the_line_parser(tmp_path, monkeypatch):
+    from deepprs.io import arrowtext
+    from deepprs.io.bed import read_fam
+
+    rows = [["0", "per0", "0", "0", "2", "-0.5"], ["F1", "I1", "P", "M", "1", "NA"], ["F2", "I2", "0", "0", "x", "-9"]]
+    tab = tmp_path / "tab.fam"
+    tab.write_text("".join("\t".join(r) + "\n" for r in rows))
+    fast = read_fam(tab)
+    monkeypatch.setattr(arrowtext, "read_tab_separated", lambda *args, **kwargs: None)
+    pd.testing.assert_frame_equal(fast, read_fam(tab))
+    assert fast["sex"].tolist() == [2, 1, 0] and fast["iid"].tolist() == ["per0", "I1", "I2"]
+    monkeypatch.undo()
+    ragged = tmp_path / "ragged.fam"
+    ragged.write_text("".join("\t".join(r) + "\n" for r in [rows[0], rows[1][:5], rows[2]]))
+    with pytest.raises(InputError, match="line 2: expected 6 columns"):
+        read_fam(ragged)

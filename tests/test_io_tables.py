@@ -259,3 +259,24 @@ def test_load_cohort_on_fixture(tmp_path):
         np.testing.assert_allclose(cohort.phenotypes["y"].to_numpy(), y[cohort.sample_index])
         assert list(cohort.covariates.columns) == ["batch=b"]
         np.testing.assert_array_equal(cohort.covariates["batch=b"].to_numpy(), cohort.sample_index % 2)
+
+
+def test_numeric_columns_read_by_pyarrow_equal_the_pandas_path(tmp_path, monkeypatch):
+    """Number spellings and missing tokens give the same floats through pyarrow's parser as through
+    pandas.to_numeric; a value pyarrow rejects (hexadecimal, digit separators, text) sends the
+    column to the pandas path, which decides (categorical covariate, phenotype error)."""
+    from deepprs.io import tables
+
+    values = ["1", "+3", "-2.5", "1e5", "1E-5", ".5", "5.", "0001", "NA", "-9", ".", "nan", "-9.0", "inf",
+              "1.5e+300", "-0"]
+    rows = "".join(f"F{i}\tI{i}\t{v}\t{v}\t{['0x10', '1_000', 'x'][i % 3]}\n" for i, v in enumerate(values))
+    path = _write(tmp_path / "c.txt", "FID\tIID\ta\tb\tc\n" + rows)
+    assert tables._parse_numbers(pd.Series(["0x10", "2"], dtype=str)) is None
+    assert tables._parse_numbers(pd.Series(["1_000"], dtype=str)) is None
+    fast_cov, fast_pheno = read_covariates(path), read_phenotypes(path, ["a", "b"])
+    monkeypatch.setattr(tables, "_parse_numbers", lambda column: None)
+    pd.testing.assert_frame_equal(fast_cov, read_covariates(path))
+    pd.testing.assert_frame_equal(fast_pheno, read_phenotypes(path, ["a", "b"]))
+    assert list(fast_cov.columns) == ["a", "b", "c=1_000", "c=x"]  # c is categorical either way
+    np.testing.assert_array_equal(fast_cov["a"].to_numpy()[:8], [1, 3, -2.5, 1e5, 1e-5, 0.5, 5, 1])
+    assert np.isnan(fast_cov["a"].to_numpy()[8:13]).all()

@@ -138,9 +138,16 @@ def transcode_bed_block(packed: np.ndarray, n_samples: int) -> np.ndarray:
 
 def read_fam(path: str | Path) -> pd.DataFrame:
     """Read a .fam file into the sample table (``fid iid father mother sex phenotype``)."""
+    from deepprs.io.arrowtext import read_tab_separated
+
     path = Path(path)
     if not path.exists():
         raise InputError(f"missing file {path}; a .bed needs its .fam beside it")
+    columns = ["fid", "iid", "father", "mother", "sex", "phenotype"]
+    table = read_tab_separated(path, columns)  # a plain tab-separated .fam (else None: the checks below)
+    if table is not None:
+        table["sex"] = pd.to_numeric(table["sex"], errors="coerce").fillna(0).astype(int)
+        return table
     rows = path.read_text().splitlines()
     records = []
     for number, line in enumerate(rows, start=1):
@@ -153,7 +160,7 @@ def read_fam(path: str | Path) -> pd.DataFrame:
         records.append(fields)
     if not records:
         raise InputError(f"{path} has no samples")
-    table = pd.DataFrame(records, columns=["fid", "iid", "father", "mother", "sex", "phenotype"])
+    table = pd.DataFrame(records, columns=columns)
     table["sex"] = pd.to_numeric(table["sex"], errors="coerce").fillna(0).astype(int)
     return table
 

@@ -190,8 +190,10 @@ def check_unique_ids(sample_table: pd.DataFrame, variant_table: pd.DataFrame, so
         raise InputError(f"{source}: {int(dup.sum())} rows share a duplicate FID IID (first: {first}); "
                          "sample IDs must be unique")
     ids = variant_table["id"]
+    if allow_duplicate_variant_ids or ids.is_unique:
+        return
     dup_v = ids.duplicated(keep=False) & (ids != ".")
-    if dup_v.any() and not allow_duplicate_variant_ids:
+    if dup_v.any():
         first = ids[dup_v].unique()[:3].tolist()
         raise InputError(f"{source}: {int(dup_v.sum())} variants share a duplicate ID (first: {first}); "
                          "rename them (e.g. plink2 --set-all-var-ids) or pass --allow-duplicate-ids")
