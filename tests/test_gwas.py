@@ -1111,3 +1111,30 @@ def test_prefetch_blocks_reads_while_the_context_is_built_and_stops_on_its_error
     # one block ahead: block 3 (and its failing context) is queued once block 2 is taken
     assert got == [("a", "A", ("A", 0), 10)]
     assert reading.is_set()
+
+
+@pytest.mark.parametrize(("user_setting", "expected"), [(None, False), ("1", True)])
+def test_cli_gwas_turns_numpys_huge_page_requests_off_unless_the_user_set_them(tmp_path, user_setting, expected):
+    """numpy's madvise(MADV_HUGEPAGE) for big arrays is off in `deepprs gwas` (page faults waited for
+    memory compaction); NUMPY_MADVISE_HUGEPAGE set by the user wins. A subprocess: numpy reads the
+    variable once, when imported."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json, sys\n"
+        "from deepprs.cli.main import main\n"
+        f"main(['gwas', '--bfile', {str(DATA / 'sim')!r}, '--pheno', {str(DATA / 'sim.pheno')!r},\n"
+        f"      '--pheno-name', 'Q1', '--no-plots', '--quiet', '--out', {str(tmp_path / 'gw')!r}])\n"
+        "import numpy\n"
+        "print(json.dumps(bool(numpy._core.multiarray._get_madvise_hugepage())))\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "NUMPY_MADVISE_HUGEPAGE"}
+    if user_setting is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = user_setting
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) is expected
+    assert (tmp_path / "gw.Q1.glm.linear").exists()

@@ -100,6 +100,12 @@ def register(app: typer.Typer) -> None:
         # torch's): one thread, set before numpy loads it. Otherwise its worker thread starts with
         # the pool at the first BLAS call and spins ~0.1 s beside torch's workers.
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+        # numpy asks for transparent huge pages for arrays >= 4 MB (the genotype block buffers). Where
+        # the kernel compacts memory on demand for such requests (THP defrag "madvise", a common
+        # default) a fault then waits for compaction once memory is fragmented, e.g. after another
+        # large job: measured right after plink2 runs, the regression step took 0.97 s with them and
+        # 0.75 s without (see benchmarks/RESULTS_gwas.md). Off unless the user set the variable.
+        os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
         from deepprs.assoc.bedscan import (
             process_age,
             start_bed_scan,
