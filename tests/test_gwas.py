@@ -768,6 +768,8 @@ def test_gram_forms_match_numpy_for_easy_hard_and_singular_matrices():
     assert info.numpy()[7] != 0  # Cholesky rejects it and LU reports the zero pivot
     *_, info = gram_forms(torch.zeros(k, k, 1, dtype=torch.float64), torch.ones(k, 2, 1, dtype=torch.float64))
     assert info.item() != 0
+    with pytest.raises(ValueError, match="batch-last"):  # the old (b, k, k) layout
+        gram_forms(gram, rhs)
 
 
 def test_decode_bytes_matches_the_byte_table_for_even_and_odd_row_widths():
@@ -952,6 +954,7 @@ def test_background_scan_serves_subsets_of_its_blocks(tmp_path):
 
 def test_background_bed_scan_matches_direct_decoding(tmp_path, monkeypatch):
     import threading
+    import time
 
     from deepprs.assoc import bedscan
 
@@ -988,9 +991,8 @@ def test_background_bed_scan_matches_direct_decoding(tmp_path, monkeypatch):
     # a reader that overtakes the scan decodes the blocks itself; the scan then skips them
     scan = bedscan.BedScan(tmp_path / "sim.bed", 157, 40, 16, max_ahead=1)
     try:
-        for _ in range(1000):  # until block 0 is scanned (the scan then waits: max_ahead = 1)
-            if scan.ready():
-                break
+        deadline = time.monotonic() + 120  # until block 0 is scanned (the scan then waits: max_ahead = 1)
+        while not scan.ready() and time.monotonic() < deadline:  # (a loaded CI machine may take seconds)
             threading.Event().wait(0.01)
         taken = [scan.take(tmp_path / "sim.bed", np.arange(s, min(s + 16, 40))) for s in (0, 16, 32)]
         assert taken[0] is not None  # scanned before the reader asked (max_ahead = 1 block)
@@ -1138,3 +1140,32 @@ def test_cli_gwas_turns_numpys_huge_page_requests_off_unless_the_user_set_them(t
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) is expected
     assert (tmp_path / "gw.Q1.glm.linear").exists()
+
+
+def test_switch_interval_is_restored_after_an_error_and_when_pipelines_close_out_of_order(monkeypatch):
+    """The 0.5 ms GIL switch interval lives only while blocks are prefetched: an error in the
+    consumer (its traceback kept, as IPython keeps the last one) and two pipelines closed in the
+    wrong order both leave the interpreter's interval as it was."""
+    import sys
+
+    from deepprs.assoc import linear
+
+    genotypes = open_genotypes(DATA / "eur")
+    phenotypes = pd.DataFrame({"y": np.random.default_rng(0).normal(size=genotypes.n_samples)})
+    before = sys.getswitchinterval()
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("consumer failed")
+
+    monkeypatch.setattr(linear, "_linear_block", failing)
+    with pytest.raises(RuntimeError, match="consumer failed") as caught:
+        linear.gwas_linear(genotypes, phenotypes, block_size=50, progress=False)
+    assert caught.value.__traceback__ is not None and sys.getswitchinterval() == before
+    monkeypatch.undo()
+    tasks = [("a", np.arange(0, 10)), ("a", np.arange(10, 20))]
+    first, second = linear.prefetch_blocks(genotypes, tasks), linear.prefetch_blocks(genotypes, tasks)
+    next(first), next(second)
+    assert sys.getswitchinterval() == linear.GIL_SWITCH_SECONDS
+    first.close()
+    second.close()
+    assert sys.getswitchinterval() == before

@@ -564,6 +564,11 @@ def test_tab_separated_fam_read_by_pyarrow_equals_the_line_parser(tmp_path, monk
     pd.testing.assert_frame_equal(fast, read_fam(tab))
     assert fast["sex"].tolist() == [2, 1, 0] and fast["iid"].tolist() == ["per0", "I1", "I2"]
     monkeypatch.undo()
+    # a byte-order mark is dropped on both paths (pyarrow's; the line parser's for space-separated files)
+    bom_tab, bom_space = tmp_path / "bom_tab.fam", tmp_path / "bom_space.fam"
+    bom_tab.write_text("\ufeff" + "".join("\t".join(r) + "\n" for r in rows))
+    bom_space.write_text("\ufeff" + "".join(" ".join(r) + "\n" for r in rows))
+    assert read_fam(bom_tab)["fid"].tolist() == read_fam(bom_space)["fid"].tolist() == ["0", "F1", "F2"]
     ragged = tmp_path / "ragged.fam"
     ragged.write_text("".join("\t".join(r) + "\n" for r in [rows[0], rows[1][:5], rows[2]]))
     with pytest.raises(InputError, match="line 2: expected 6 columns"):

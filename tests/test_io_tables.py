@@ -273,6 +273,11 @@ def test_numeric_columns_read_by_pyarrow_equal_the_pandas_path(tmp_path, monkeyp
     path = _write(tmp_path / "c.txt", "FID\tIID\ta\tb\tc\n" + rows)
     assert tables._parse_numbers(pd.Series(["0x10", "2"], dtype=str)) is None
     assert tables._parse_numbers(pd.Series(["1_000"], dtype=str)) is None
+    # NaN spellings that are not missing tokens: the pandas path decides (a phenotype error)
+    assert tables._parse_numbers(pd.Series(["1", "NAN"], dtype=str)) is None
+    assert tables._parse_numbers(pd.Series(["1", "-nan"], dtype=str)) is None
+    with pytest.raises(InputError, match="non-numeric value 'NAN'"):
+        read_phenotypes(_write(tmp_path / "nan.txt", "FID IID y\nF1 I1 1\nF2 I2 NAN\n"))
     fast_cov, fast_pheno = read_covariates(path), read_phenotypes(path, ["a", "b"])
     monkeypatch.setattr(tables, "_parse_numbers", lambda column: None)
     pd.testing.assert_frame_equal(fast_cov, read_covariates(path))

@@ -209,6 +209,10 @@ def gram_forms(
         Non-zero where the matrix is singular (LU found a zero pivot); the forms there are not
         meaningful.
     """
+    if gram.dim() != 3 or gram.shape[0] != gram.shape[1] or rhs.dim() != 3 or rhs.shape[0] != gram.shape[0] \
+            or rhs.shape[2] != gram.shape[2]:
+        raise ValueError("gram_forms takes batch-last tensors, gram (k, k, b) and rhs (k, 1 + r, b); got "
+                         f"{tuple(gram.shape)} and {tuple(rhs.shape)}")
     k, _, b = gram.shape
     factor = gram if overwrite else gram.clone()
     diagonal = torch.diagonal(factor, 0, 0, 1).clone()  # (b, k): A's, for the LU fallback
@@ -303,19 +307,25 @@ def prefetch_blocks(
     # the workers give the GIL back between their kernels; a short switch interval gets it to them
     # soon after (e.g. while this thread builds a segment's designs)
     with switch_interval(GIL_SWITCH_SECONDS), ThreadPoolExecutor(max_workers=workers) as pool:
-        for key, block_index in islice(remaining, depth):
-            submit(pool, key, block_index)
-        build_contexts()
-        while pending:
-            key, ctx_slot, future = pending.popleft()
-            block, prepared = future.result()
-            following = next(remaining, None)
-            if following is not None:
-                submit(pool, *following)
-                build_contexts()
-            yield key, ctx_slot.result(), block, prepared
-            if block.buffer is not None:  # the caller is done with this block: reuse its buffer
-                free_buffers.append(block.buffer)
+        try:
+            for key, block_index in islice(remaining, depth):
+                submit(pool, key, block_index)
+            build_contexts()
+            while pending:
+                key, ctx_slot, future = pending.popleft()
+                block, prepared = future.result()
+                following = next(remaining, None)
+                if following is not None:
+                    submit(pool, *following)
+                    build_contexts()
+                yield key, ctx_slot.result(), block, prepared
+                if block.buffer is not None:  # the caller is done with this block: reuse its buffer
+                    free_buffers.append(block.buffer)
+        except BaseException as exc:  # (Ctrl-C, an error, the generator closed early)
+            for _, ctx_slot, _ in pending:  # a worker still waiting for its context stops, not hangs
+                if not ctx_slot.done():
+                    ctx_slot.set_exception(exc if isinstance(exc, Exception) else InputError("interrupted"))
+            raise
 
 
 def _linear_block(
@@ -660,9 +670,10 @@ def gwas_linear(
     # decode, sum the missing calls and take the int8 products while the main thread does the
     # per-variant algebra (two-thread torch kernels beside them only oversubscribe the cores).
     workers = torch.get_num_threads()
-    with _one_thread(device), blas_threads(1):
-        blocks = prefetch_blocks(genotypes, tasks, context=contexts_for, workers=workers,
-                                 prepare=lambda block, ctxs: _prepare_block(block, ctxs, products=on_cpu))
+    blocks = prefetch_blocks(genotypes, tasks, context=contexts_for, workers=workers,
+                             prepare=lambda block, ctxs: _prepare_block(block, ctxs, products=on_cpu))
+    # (closed on the way out, on an error too: its threads stop and the switch interval is restored)
+    with _one_thread(device), blas_threads(1), contextlib.closing(blocks):
         for _, block_contexts, block, prepared in track(
             blocks, "linear GWAS", total=n_blocks, disable=None if progress else True
         ):

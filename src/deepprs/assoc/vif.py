@@ -229,6 +229,9 @@ class PredictorCheck:
         -------
         Tensor of int64, shape (b,)
         """
+        if missing_outer.dim() != 2 or missing_outer.shape[1] != q_g.shape[0]:
+            raise ValueError("missing_outer is the packed triangle with one column per variant, (k(k+1)/2, b); "
+                             f"got {tuple(missing_outer.shape)} for {q_g.shape[0]} variants")
         b = missing_outer.shape[1]
         code = torch.zeros(b, dtype=torch.int64, device=missing_outer.device)
         if self.n_covariates == 0 or b == 0:  # plink2 checks nothing with the genotype alone

@@ -148,7 +148,7 @@ def read_fam(path: str | Path) -> pd.DataFrame:
     if table is not None:
         table["sex"] = pd.to_numeric(table["sex"], errors="coerce").fillna(0).astype(int)
         return table
-    rows = path.read_text().splitlines()
+    rows = path.read_text().removeprefix("\ufeff").splitlines()  # (a byte-order mark, as pyarrow drops it)
     records = []
     for number, line in enumerate(rows, start=1):
         if not line.strip():

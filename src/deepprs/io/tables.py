@@ -73,8 +73,9 @@ def _read_raw(path: str | Path, what: str) -> pd.DataFrame:
 
 def _parse_numbers(column: pd.Series) -> pd.Series | None:
     """``column`` (text) as float64 with :data:`MISSING_TOKENS` as NaN, when pyarrow's number parser
-    reads every other value: it accepts a subset of what :func:`pandas.to_numeric` does (no spaces,
-    hexadecimal or digit separators) with the same values, ~15x faster. None otherwise, or without
+    reads every other value and none of them is a NaN: it accepts a subset of what
+    :func:`pandas.to_numeric` does (no spaces, hexadecimal or digit separators) with the same values,
+    ~15x faster. None otherwise, or without
     pyarrow: the caller then takes the pandas path (which also names a bad value).
     """
     try:
@@ -87,6 +88,8 @@ def _parse_numbers(column: pd.Series) -> pd.Series | None:
         missing = pc.is_in(text, value_set=pa.array(MISSING_TOKENS))
         numbers = pc.cast(pc.if_else(missing, pa.scalar(None, pa.string()), text), pa.float64())
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
+    if pc.any(pc.is_nan(numbers)).as_py():  # "NAN", "-nan", "nan(1)": not missing tokens; pandas decides
         return None
     return pd.Series(numbers.to_numpy(zero_copy_only=False), index=column.index, name=column.name, dtype=float)
 

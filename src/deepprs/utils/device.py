@@ -90,4 +90,5 @@ def switch_interval(seconds: float) -> Iterator[None]:
     try:
         yield
     finally:
-        sys.setswitchinterval(previous)
+        if sys.getswitchinterval() == seconds:  # (not if something else changed it meanwhile)
+            sys.setswitchinterval(previous)
