@@ -1169,3 +1169,26 @@ def test_switch_interval_is_restored_after_an_error_and_when_pipelines_close_out
     first.close()
     second.close()
     assert sys.getswitchinterval() == before
+
+
+def test_logistic_fits_stay_within_the_design_element_bound(monkeypatch):
+    """Each batched fit holds at most MAX_DESIGN_ELEMENTS (variants × samples) per working matrix;
+    smaller batches give the same results."""
+    from deepprs.assoc import logistic
+
+    cohort = load_cohort(DATA / "sim", pheno=DATA / "sim.pheno", pheno_names=["B1"], covar=DATA / "sim.covar")
+    status = to_case_control(cohort.phenotypes[["B1"]], "12")
+    kwargs = dict(covariates=cohort.covariates, sample_index=cohort.sample_index, progress=False)
+    default = gwas_logistic(cohort.genotypes, status, **kwargs)["B1"]
+    sizes = []
+    real_fit = logistic.fit_logistic
+
+    def recording_fit(covariates, dosage, *args, **kw):
+        sizes.append(dosage.numel())
+        return real_fit(covariates, dosage, *args, **kw)
+
+    monkeypatch.setattr(logistic, "fit_logistic", recording_fit)
+    monkeypatch.setattr(logistic, "MAX_DESIGN_ELEMENTS", 7 * len(cohort.sample_index))
+    small = gwas_logistic(cohort.genotypes, status, **kwargs)["B1"]
+    assert sizes and max(sizes) <= 7 * len(cohort.sample_index)
+    pd.testing.assert_frame_equal(small, default, rtol=1e-9)
