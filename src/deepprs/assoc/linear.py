@@ -293,16 +293,10 @@ def prefetch_blocks(
     def build_contexts() -> None:
         # the contexts of the queued blocks, in order (a segment's designs: ~0.1 s for the first
         # block, cached for the next ones), built here while the workers read
-        for index, (key, ctx_slot, _) in enumerate(pending):
-            if ctx_slot.done():
-                continue
-            try:
+        # (a context that fails reaches the handler below, which stops the waiting workers)
+        for key, ctx_slot, _ in pending:
+            if not ctx_slot.done():
                 ctx_slot.set_result(None if context is None else context(key))
-            except BaseException as exc:
-                for _, later_slot, _ in islice(pending, index, None):  # their workers stop too
-                    if not later_slot.done():
-                        later_slot.set_exception(exc)
-                raise
 
     # the workers give the GIL back between their kernels; a short switch interval gets it to them
     # soon after (e.g. while this thread builds a segment's designs)
