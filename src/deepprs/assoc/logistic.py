@@ -172,8 +172,9 @@ def fit_logistic(
         residual = torch.sub(y, prob).mul_(ma)
         inverse, status = torch.linalg.inv_ex(info)
         if firth:
-            residual = residual + problem.hat(ga, weight, inverse) * (0.5 - prob) * ma
+            residual.addcmul_(problem.hat(ga, weight, inverse).mul_(ma), torch.rsub(prob, 0.5))
         step = torch.bmm(inverse, problem.score(ga, residual).unsqueeze(2)).squeeze(2)
+        del residual, prob, weight  # (b, n) each: not needed past the step (lower peak memory)
         ok = (status == 0) & torch.isfinite(step).all(1)
         step = torch.where(ok.unsqueeze(1), step, torch.zeros_like(step))
         if firth:
