@@ -408,12 +408,20 @@ class DigitMatrix:
     values: torch.Tensor | None = None  # V itself (float64), for float dosage blocks
 
 
+def _column_scale(values: np.ndarray) -> np.ndarray:
+    """Each column's max |value| (1 for an all-zero or empty column): the unit that
+    :func:`to_digits` and :func:`to_sum_digits` quantise to 2^-33 of (no n × c temporary)."""
+    if not len(values):
+        return np.ones(values.shape[1])
+    col_max = np.maximum(values.max(axis=0), -values.min(axis=0))
+    return np.where(col_max > 0, col_max, 1.0)
+
+
 def to_digits(values: np.ndarray) -> DigitMatrix:
     """Quantise ``values`` (n × c, float64) column-wise to 2^-33 of the column's max |value|."""
     values = np.asarray(values, dtype=np.float64)
     n, c = values.shape
-    col_max = np.abs(values).max(axis=0) if n else np.zeros(c)
-    col_max = np.where(col_max > 0, col_max, 1.0)
+    col_max = _column_scale(values)
     integer = np.rint(values / col_max * 2.0**_QUANT_BITS).astype(np.int64)
     # a common factor of a column moves into its scale (exactly): 0/1 weights and constant
     # columns become 0/±1, one digit instead of five
@@ -546,8 +554,7 @@ def to_sum_digits(values: np.ndarray) -> SumDigits:
     """Quantise ``values`` (n × c, float64) for :func:`missing_call_sums`."""
     values = np.asarray(values, dtype=np.float64)
     n, c = values.shape
-    col_max = np.maximum(values.max(axis=0), -values.min(axis=0)) if n else np.zeros(c)
-    col_max = np.where(col_max > 0, col_max, 1.0)
+    col_max = _column_scale(values)
     digits = np.empty((n, 2 * c), dtype=np.float32)
     half = 1 << (_BAG_DIGIT_BITS - 1)
     # a few thousand rows at a time, in place: whole n × c temporaries would be thousands of
