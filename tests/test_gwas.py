@@ -1115,31 +1115,72 @@ def test_prefetch_blocks_reads_while_the_context_is_built_and_stops_on_its_error
     assert reading.is_set()
 
 
-@pytest.mark.parametrize(("user_setting", "expected"), [(None, False), ("1", True)])
-def test_cli_gwas_turns_numpys_huge_page_requests_off_unless_the_user_set_them(tmp_path, user_setting, expected):
-    """numpy's madvise(MADV_HUGEPAGE) for big arrays is off in `deepprs gwas` (page faults waited for
-    memory compaction); NUMPY_MADVISE_HUGEPAGE set by the user wins. A subprocess: numpy reads the
-    variable once, when imported."""
+@pytest.mark.parametrize(("user_setting", "expected"),
+                         [(None, (False, "system")), (("1", "mimalloc"), (True, "mimalloc"))])
+def test_cli_gwas_turns_huge_page_requests_off_unless_the_user_set_them(tmp_path, user_setting, expected):
+    """numpy's madvise(MADV_HUGEPAGE) for big arrays and pyarrow's huge-page allocator (mimalloc) are
+    off in `deepprs gwas` (page faults waited for memory compaction); NUMPY_MADVISE_HUGEPAGE and
+    ARROW_DEFAULT_MEMORY_POOL set by the user win. A subprocess: both libraries read the variables
+    once."""
     import json
     import os
     import subprocess
     import sys
 
+    pytest.importorskip("pyarrow")
     script = (
         "import json, sys\n"
         "from deepprs.cli.main import main\n"
         f"main(['gwas', '--bfile', {str(DATA / 'sim')!r}, '--pheno', {str(DATA / 'sim.pheno')!r},\n"
         f"      '--pheno-name', 'Q1', '--no-plots', '--quiet', '--out', {str(tmp_path / 'gw')!r}])\n"
-        "import numpy\n"
-        "print(json.dumps(bool(numpy._core.multiarray._get_madvise_hugepage())))\n"
+        "import numpy, pyarrow\n"
+        "print(json.dumps([bool(numpy._core.multiarray._get_madvise_hugepage()),\n"
+        "                  pyarrow.default_memory_pool().backend_name]))\n"
     )
-    env = {key: value for key, value in os.environ.items() if key != "NUMPY_MADVISE_HUGEPAGE"}
+    variables = ("NUMPY_MADVISE_HUGEPAGE", "ARROW_DEFAULT_MEMORY_POOL")
+    env = {key: value for key, value in os.environ.items() if key not in variables}
     if user_setting is not None:
-        env["NUMPY_MADVISE_HUGEPAGE"] = user_setting
+        env.update(zip(variables, user_setting, strict=True))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1]) is expected
+    assert tuple(json.loads(result.stdout.strip().splitlines()[-1])) == expected
     assert (tmp_path / "gw.Q1.glm.linear").exists()
+
+
+@pytest.mark.parametrize("user_tuned", [False, True])
+def test_keep_freed_memory_reuses_freed_blocks_instead_of_fresh_pages(user_tuned):
+    """After `keep_freed_memory`, a freed 16 MB array's memory serves the next one (a handful of page
+    faults instead of ~4,000 fresh pages); a user's own malloc tuning is left alone. A subprocess:
+    the setting is process-wide."""
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc's mallopt only")
+    script = (
+        "import resource, numpy as np\n"
+        "from deepprs.cli.gwas import keep_freed_memory\n"
+        "changed = keep_freed_memory()\n"
+        "def faults():\n"
+        "    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "a = np.ones(2 << 20); del a\n"
+        "before = faults(); b = np.ones(2 << 20); print(changed, faults() - before)\n"
+    )
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
+    env["NUMPY_MADVISE_HUGEPAGE"] = "0"  # 4 kB pages: 4,096 faults for 16 MB of fresh memory
+    if user_tuned:
+        env["MALLOC_TRIM_THRESHOLD_"] = "131072"  # glibc's default trim threshold, set by hand
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    changed, faults = result.stdout.split()
+    assert changed == str(not user_tuned)
+    if user_tuned:  # the freed 16 MB went back to the kernel: fresh pages again
+        assert int(faults) > 2000
+    else:
+        assert int(faults) < 200
 
 
 def test_switch_interval_is_restored_after_an_error_and_when_pipelines_close_out_of_order(monkeypatch):
