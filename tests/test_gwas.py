@@ -1161,7 +1161,7 @@ def test_keep_freed_memory_reuses_freed_blocks_instead_of_fresh_pages(user_tuned
         pytest.skip("glibc's mallopt only")
     script = (
         "import resource, numpy as np\n"
-        "from deepprs.cli.gwas import keep_freed_memory\n"
+        "from deepprs.utils.memory import keep_freed_memory\n"
         "changed = keep_freed_memory()\n"
         "def faults():\n"
         "    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
@@ -1233,3 +1233,17 @@ def test_logistic_fits_stay_within_the_design_element_bound(monkeypatch):
     small = gwas_logistic(cohort.genotypes, status, **kwargs)["B1"]
     assert sizes and max(sizes) <= 7 * len(cohort.sample_index)
     pd.testing.assert_frame_equal(small, default, rtol=1e-9)
+
+
+def test_logistic_gwas_asks_malloc_to_keep_freed_memory(monkeypatch):
+    """`gwas_logistic` (the Python API, not only the CLI) sets the allocator up before its Newton fits,
+    whose (b, n) arrays otherwise come back as fresh pages at every step."""
+    from deepprs.assoc import logistic
+
+    calls = []
+    monkeypatch.setattr(logistic, "keep_freed_memory", lambda: calls.append(True) or True)
+    cohort = load_cohort(DATA / "sim", pheno=DATA / "sim.pheno", pheno_names=["B1"])
+    status = to_case_control(cohort.phenotypes[["B1"]], "12")
+    gwas_logistic(cohort.genotypes, status, sample_index=cohort.sample_index, variant_index=np.arange(5),
+                  progress=False)
+    assert calls == [True]

@@ -28,6 +28,7 @@ from deepprs.assoc.vif import MAX_CORR, MAX_VIF, check_limits, correlation_check
 from deepprs.errors import InputError
 from deepprs.io.genotypes import GenotypeSource, sample_sex
 from deepprs.utils.device import resolve_device
+from deepprs.utils.memory import keep_freed_memory
 from deepprs.utils.runlog import track
 
 LOGISTIC_COLUMNS = [
@@ -278,7 +279,14 @@ def gwas_logistic(
     -------
     dict mapping phenotype name -> DataFrame with columns ``CHROM POS ID REF ALT A1 OMITTED
     A1_FREQ FIRTH? TEST OBS_CT OR LOG(OR)_SE Z_STAT P ERRCODE`` (OR per copy of A1).
+
+    Notes
+    -----
+    Calls :func:`deepprs.utils.memory.keep_freed_memory` (glibc: malloc keeps freed memory for the
+    process): without it each Newton step's (b, n) arrays were fresh pages, 8-9 million page faults
+    on the 20,000-variant benchmark, 26-28 s instead of 15.6 s.
     """
+    keep_freed_memory()
     max_vif, max_corr = check_limits(max_vif, max_corr)
     sample_index, variant_index = prepare_inputs(
         genotypes, phenotypes, covariates, sample_index, variant_index, loco_covariates

@@ -26,31 +26,6 @@ from deepprs.cli.common import (
 )
 
 
-def keep_freed_memory() -> bool:
-    """Ask glibc's malloc to keep freed memory for reuse (allocations up to 32 MB from the heap, up
-    to 256 MB of free heap kept) instead of returning it to the kernel, which must then zero fresh
-    pages at the next allocation. The GWAS frees and allocates the same block-sized arrays again and
-    again: 309,000 -> 169,000 page faults per run of the benchmark (N 10,000, M 100,000), 0.3 s less
-    CPU, the same peak memory. Forked children (the start-up scan) inherit the setting.
-
-    Returns False, changing nothing, where the C library is not glibc or the user tuned malloc
-    (``GLIBC_TUNABLES`` with malloc settings, or ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``).
-    """
-    import os
-
-    if ("glibc.malloc" in os.environ.get("GLIBC_TUNABLES", "")
-            or any(name in os.environ for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"))):
-        return False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-        return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 256 << 20))
-    except (OSError, AttributeError):  # not glibc
-        return False
-
-
 def register(app: typer.Typer) -> None:
     """Add ``deepprs gwas`` to the app."""
 
@@ -136,7 +111,9 @@ def register(app: typer.Typer) -> None:
         # the .bim/.fam (tables step 0.17 -> 0.09 s, median of 10 alternating runs). glibc's malloc
         # instead, unless the user chose a pool.
         os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
-        keep_freed_memory()
+        from deepprs.utils.memory import keep_freed_memory
+
+        keep_freed_memory()  # (before the start-up scan forks: the child inherits it)
         from deepprs.assoc.bedscan import (
             process_age,
             start_bed_scan,
