@@ -225,6 +225,30 @@ def test_hwe_window_equals_full_enumeration_at_biobank_sizes():
     assert (reference < 1e-50).any() and (reference > 0.5).any()
 
 
+def test_hwe_chunks_are_maximal_under_the_cell_bound_and_threads_do_not_change_p_values(monkeypatch):
+    """The exact test's work chunks (rows sorted by width) hold at most max_cells padded cells, each as
+    large as allowed, and cover every row in order; one thread and two give the same P-values."""
+    from deepprs.qc.stats import _sorted_chunks
+
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        width = np.sort(rng.integers(1, 50, int(rng.integers(0, 60))))
+        rows, max_cells = np.arange(len(width)), int(rng.integers(1, 300))
+        chunks = _sorted_chunks(rows, width, max_cells)
+        assert (np.concatenate(chunks).tolist() if chunks else []) == rows.tolist()
+        assert all(len(chunk) == 1 or len(chunk) * width[chunk[-1]] <= max_cells for chunk in chunks)
+        assert all((len(a) + 1) * width[b[0]] > max_cells for a, b in zip(chunks[:-1], chunks[1:], strict=True))
+    n = rng.integers(500, 5_000, 3_000)
+    q = rng.uniform(0.001, 0.5, 3_000)
+    hom_rare = rng.binomial(n, q * q)
+    het = rng.binomial(n - hom_rare, 2 * q * (1 - q) / (1 - q * q))
+    p_values = {}
+    for threads in ("1", "2"):
+        monkeypatch.setenv("OMP_NUM_THREADS", threads)
+        p_values[threads] = hwe_exact_pvalues(hom_rare, het, n - hom_rare - het, max_cells=20_000)
+    np.testing.assert_array_equal(p_values["1"], p_values["2"])
+
+
 # ----- chrX exact test with males (plink2 --hardy's .hardy.x, Graffelman & Weir 2016) -----
 
 SEXCHR = Path(__file__).parent / "data" / "gwas_sexchr"

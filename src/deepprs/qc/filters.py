@@ -382,36 +382,51 @@ def filter_statistics(genotypes: GenotypeSource, samples: np.ndarray, variants: 
 def _hard_call_group_sums(genotypes: GenotypeSource, samples: np.ndarray, variants: np.ndarray,
                           groups: dict[str, np.ndarray], block_size: int) -> dict[str, dict[str, np.ndarray]]:
     """Per group of ``samples``: homozygous-A1, heterozygous and missing call counts and A1 allele
-    counts per variant (``.bed``: popcounts on the packed bytes; others: int8 reads)."""
+    counts per variant (``.bed``: popcounts on the packed bytes; others: int8 reads).
+
+    The groups overlap (all samples, males, founders by sex), so the calls are counted once per
+    *atom*, the samples sharing one pattern of group memberships (e.g. founder males), and each
+    group's counts are the sum of its atoms': 2 passes over the data where the 4 groups of a cohort
+    of founders needed 4.
+    """
     from deepprs.assoc.bedscan import as_words, exclusion_mask, genotype_word_counts, mask_words
     from deepprs.io.bed import BedReader
 
     m = len(variants)
-    sums = {name: {key: np.zeros(m) for key in ("hom_a1", "het", "missing")} for name in groups}
+    names = list(groups)
+    membership = np.column_stack([np.asarray(groups[name], dtype=bool) for name in names])   # (n, groups)
+    patterns, atom_of_sample = np.unique(membership, axis=0, return_inverse=True)
+    atom_of_sample = atom_of_sample.ravel()
+    atoms = [a for a in range(len(patterns)) if patterns[a].any()]  # (samples in no group: not counted)
+    keys = ("hom_a1", "het", "missing")
+    atom_sums = {a: {key: np.zeros(m) for key in keys} for a in atoms}
     if isinstance(genotypes, BedReader):
         width = genotypes.bytes_per_variant * 4
         or_words = {}
-        for name, mask in groups.items():
+        for a in atoms:
             weight = np.zeros(width)
-            weight[samples[mask]] = 1.0
-            or_words[name] = mask_words(exclusion_mask(weight))
+            weight[samples[atom_of_sample == a]] = 1.0
+            or_words[a] = mask_words(exclusion_mask(weight))
         for start in range(0, m, block_size):
             words = as_words(genotypes.packed_variant_major(variants[start : start + block_size]))
-            for name in groups:
-                counts = genotype_word_counts(words, or_words[name])
-                for key, value in zip(("hom_a1", "het", "missing"), counts, strict=True):
-                    sums[name][key][start : start + len(value)] = value
+            for a in atoms:
+                counts = genotype_word_counts(words, or_words[a])
+                for key, value in zip(keys, counts, strict=True):
+                    atom_sums[a][key][start : start + len(value)] = value
     else:
         for start in range(0, m, block_size):
             calls = genotypes.read(samples, variants[start : start + block_size], dtype=np.int8, missing="raw")
-            for name, mask in groups.items():
-                part = calls[mask]
-                stop = start + calls.shape[1]
-                sums[name]["hom_a1"][start:stop] = (part == 2).sum(axis=0)
-                sums[name]["het"][start:stop] = (part == 1).sum(axis=0)
-                sums[name]["missing"][start:stop] = (part < 0).sum(axis=0)
-    for group in sums.values():
-        group["a1"] = 2 * group["hom_a1"] + group["het"]
+            stop = start + calls.shape[1]
+            for a in atoms:
+                part = calls[atom_of_sample == a]
+                atom_sums[a]["hom_a1"][start:stop] = (part == 2).sum(axis=0)
+                atom_sums[a]["het"][start:stop] = (part == 1).sum(axis=0)
+                atom_sums[a]["missing"][start:stop] = (part < 0).sum(axis=0)
+    sums = {}
+    for g, name in enumerate(names):
+        members = [a for a in atoms if patterns[a, g]]
+        sums[name] = {key: sum((atom_sums[a][key] for a in members), np.zeros(m)) for key in keys}
+        sums[name]["a1"] = 2 * sums[name]["hom_a1"] + sums[name]["het"]
     return sums
 
 

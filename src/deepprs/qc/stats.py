@@ -33,7 +33,7 @@ _LN2 = np.log(2.0)
 
 
 def hwe_exact_pvalues(n_hom_a1: np.ndarray, n_het: np.ndarray, n_hom_other: np.ndarray, *,
-                      midp: bool = False, max_cells: int = 4_000_000) -> np.ndarray:
+                      midp: bool = False, max_cells: int = 2_000_000) -> np.ndarray:
     """Vectorised Hardy-Weinberg exact test P-values (Wigginton et al. 2005).
 
     Parameters
@@ -43,7 +43,8 @@ def hwe_exact_pvalues(n_hom_a1: np.ndarray, n_het: np.ndarray, n_hom_other: np.n
     midp
         Mid-p correction (plink2 ``--hwe ... midp``): ties with the observed probability count half.
     max_cells
-        Work-array size per chunk (number of variants x number of het classes).
+        Work-array size per chunk (number of variants x number of het classes); the chunks run on
+        ``--threads`` threads (``OMP_NUM_THREADS``; else every core).
 
     Returns
     -------
@@ -59,23 +60,54 @@ def hwe_exact_pvalues(n_hom_a1: np.ndarray, n_het: np.ndarray, n_hom_other: np.n
     inverse = inverse.ravel()
     p_unique = np.ones(len(unique))
     n_rare_all = 2 * unique[:, 0] + unique[:, 1]
-    start = 0
     # most variants need only the het classes near the mode (see _hwe_window); the rest, and any
     # variant whose window check fails, are enumerated in full
-    windowed, full_rows = _hwe_windowed(unique, midp)
+    windowed, full_rows = _hwe_windowed(unique, midp, max_cells)
     p_unique[:] = windowed
     order = full_rows[np.argsort(n_rare_all[full_rows], kind="stable")]
-    while start < len(order):
-        # grow the chunk while the work array stays small (sorted by n_rare, so width is the last one's)
-        stop = start + 1
-        while stop < len(order) and (stop + 1 - start) * (n_rare_all[order[stop]] // 2 + 1) <= max_cells:
-            stop += 1
-        rows = order[start:stop]
-        p_unique[rows] = _hwe_chunk(unique[rows], midp)
-        start = stop
+    chunks = _sorted_chunks(order, n_rare_all // 2 + 1, max_cells)
+    for rows, pvalues in zip(chunks, _thread_map(lambda rows: _hwe_chunk(unique[rows], midp), chunks), strict=True):
+        p_unique[rows] = pvalues
     if midp:
         p_unique[(n_rare_all == 0) | (unique.sum(axis=1) == 0)] = 0.5
     return p_unique[inverse]
+
+
+def _sorted_chunks(rows: np.ndarray, width: np.ndarray, max_cells: int) -> list[np.ndarray]:
+    """Split ``rows`` (sorted by ``width``, ascending) into consecutive chunks of at most ``max_cells``
+    padded cells (rows x the last row's width); a row wider than that is a chunk of its own."""
+    if len(rows) == 0:
+        return []
+    widths = np.maximum(width[rows].astype(np.int64), 1)
+    chunks, start = [], 0
+    while start < len(rows):
+        # the largest stop with (stop - start) * widths[stop - 1] <= max_cells (non-decreasing widths,
+        # so no more than max_cells // widths[start] rows: the search stays linear in the rows)
+        span = min(len(rows) - start, max_cells // int(widths[start]) + 1)
+        count = np.arange(1, span + 1) * widths[start : start + span]
+        stop = start + max(1, int(np.searchsorted(count, max_cells, side="right")))
+        chunks.append(rows[start:stop])
+        start = stop
+    return chunks
+
+
+def _thread_map(function, items: list) -> list:
+    """``[function(item) for item in items]`` on up to ``--threads`` (``OMP_NUM_THREADS``, else every
+    core) threads: numpy's kernels release the GIL, so the chunks of the exact tests run side by side."""
+    import os
+
+    try:
+        limit = int(os.environ.get("OMP_NUM_THREADS", "0"))
+    except ValueError:
+        limit = 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = max(1, min(cores, limit) if limit > 0 else cores)
+    if workers == 1 or len(items) < 2:
+        return [function(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        return list(pool.map(function, items))
 
 
 _HWE_WINDOW_LOG = 40.0  # het classes less likely than exp(-40) x the observed one (or the mode) are left out
@@ -86,7 +118,7 @@ def _hwe_log_p(h: np.ndarray, n_rare: np.ndarray, n_common: np.ndarray) -> np.nd
     return (h * np.log(2.0) - gammaln(h + 1) - gammaln((n_rare - h) // 2 + 1) - gammaln((n_common - h) // 2 + 1))
 
 
-def _hwe_windowed(counts: np.ndarray, midp: bool, max_cells: int = 4_000_000) -> tuple[np.ndarray, np.ndarray]:
+def _hwe_windowed(counts: np.ndarray, midp: bool, max_cells: int = 2_000_000) -> tuple[np.ndarray, np.ndarray]:
     """Exact HWE P-values summing only the het classes within a window around the mode that holds
     every class at least exp(-40) times as likely as the observed one (or the mode, if that is
     lower); the classes left out then change a tail sum by < 1e-14 relative. The log-probability
@@ -128,20 +160,20 @@ def _hwe_windowed(counts: np.ndarray, midp: bool, max_cells: int = 4_000_000) ->
     full = ~trivial & (cells * 2 > n_rare // 2 + 1)                # a window that saves little: enumerate
     rows = np.flatnonzero(~trivial & ~full)
     rows = rows[np.argsort(cells[rows], kind="stable")]
-    start = 0
-    failed: list[np.ndarray] = []
-    while start < len(rows):
-        stop = start + 1
-        while stop < len(rows) and (stop + 1 - start) * cells[rows[stop]] <= max_cells:
-            stop += 1
-        chunk = rows[start:stop]
-        pvalues[chunk], first, last = _hwe_window_pvalues(n_rare[chunk], n_common[chunk], low[chunk], cells[chunk],
-                                                          log_obs[chunk], midp)
+
+    def window(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        chunk_p, first, last = _hwe_window_pvalues(n_rare[chunk], n_common[chunk], low[chunk], cells[chunk],
+                                                   log_obs[chunk], midp)
         level = np.minimum(log_obs[chunk], log_mode[chunk]) - _HWE_WINDOW_LOG
         # the window must reach below the level at both ends (unless it stops at a bound)
         bad = ((low[chunk] > n_rare[chunk] % 2) & (first >= level)) | ((high[chunk] < n_rare[chunk]) & (last >= level))
-        failed.append(chunk[bad])
-        start = stop
+        return chunk_p, chunk[bad]
+
+    chunks = _sorted_chunks(rows, cells, max_cells)
+    failed: list[np.ndarray] = []
+    for chunk, (chunk_p, chunk_failed) in zip(chunks, _thread_map(window, chunks), strict=True):
+        pvalues[chunk] = chunk_p
+        failed.append(chunk_failed)
     full_rows = np.concatenate([np.flatnonzero(full), *failed]) if failed else np.flatnonzero(full)
     return pvalues, full_rows.astype(np.int64)
 
@@ -159,25 +191,32 @@ def _hwe_window_pvalues(n_rare: np.ndarray, n_common: np.ndarray, low: np.ndarra
     pvalues, log P of the first class, log P of the last class : ndarray, shape (rows,)
     """
     width = int(cells.max())
-    columns = np.arange(width)
-    h = low[:, None] + 2.0 * columns                                   # exact integers in float64
-    step = (n_rare[:, None] - h) * (n_common[:, None] - h)             # 4 r c
-    step /= (h + 1.0) * (h + 2.0)
+    columns = np.arange(width, dtype=np.float64)
+    # (in place where possible: these are rows x width work arrays, up to a few million cells)
+    h = np.multiply(columns, 2.0)[None, :] + low[:, None]                # exact integers in float64
+    step = np.subtract(n_rare[:, None], h)
+    step *= n_common[:, None] - h                                      # 4 r c
+    h += 1.0
+    denominator = np.add(h, 1.0)
+    denominator *= h                                                   # (h + 1)(h + 2)
+    step /= denominator
     with np.errstate(divide="ignore", invalid="ignore"):  # r = 0 at h = n_rare; beyond the row: masked
         np.log(step, out=step)
-    log_p = np.empty_like(step)
+    log_p = h  # (reused)
     log_p[:, 0] = _hwe_log_p(low, n_rare, n_common)
     np.cumsum(step[:, :-1], axis=1, out=log_p[:, 1:])
     log_p[:, 1:] += log_p[:, :1]
-    log_p[columns[None, :] >= cells[:, None]] = -np.inf
+    beyond = np.greater_equal(columns[None, :], cells[:, None], out=np.empty(log_p.shape, dtype=bool))
+    np.copyto(log_p, -np.inf, where=beyond)
     first, last = log_p[:, 0].copy(), log_p[np.arange(len(low)), cells - 1]
     log_max = log_p.max(axis=1)
     log_p -= log_max[:, None]
     obs = (log_obs - log_max)[:, None]
-    prob = np.exp(log_p)
-    tail = np.where(log_p <= obs + _TIE_TOLERANCE, prob, 0.0).sum(axis=1)
+    prob = np.exp(log_p, out=step)
+    in_tail = np.less_equal(log_p, obs + _TIE_TOLERANCE, out=beyond)
+    tail = prob.sum(axis=1, where=in_tail)
     if midp:
-        tail -= 0.5 * np.where(np.abs(log_p - obs) <= _TIE_TOLERANCE, prob, 0.0).sum(axis=1)
+        tail -= 0.5 * prob.sum(axis=1, where=np.abs(log_p - obs) <= _TIE_TOLERANCE)
     return np.minimum(tail / prob.sum(axis=1), 1.0), first, last
 
 
