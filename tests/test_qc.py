@@ -227,7 +227,8 @@ def test_hwe_window_equals_full_enumeration_at_biobank_sizes():
 
 def test_hwe_chunks_are_maximal_under_the_cell_bound_and_threads_do_not_change_p_values(monkeypatch):
     """The exact test's work chunks (rows sorted by width) hold at most max_cells padded cells, each as
-    large as allowed, and cover every row in order; one thread and two give the same P-values."""
+    large as allowed, and cover every row in order; one thread and two give the same P-values (to
+    rounding)."""
     from deepprs.qc.stats import _sorted_chunks
 
     rng = np.random.default_rng(7)
@@ -242,11 +243,39 @@ def test_hwe_chunks_are_maximal_under_the_cell_bound_and_threads_do_not_change_p
     q = rng.uniform(0.001, 0.5, 3_000)
     hom_rare = rng.binomial(n, q * q)
     het = rng.binomial(n - hom_rare, 2 * q * (1 - q) / (1 - q * q))
-    p_values = {}
-    for threads in ("1", "2"):
-        monkeypatch.setenv("OMP_NUM_THREADS", threads)
-        p_values[threads] = hwe_exact_pvalues(hom_rare, het, n - hom_rare - het, max_cells=20_000)
-    np.testing.assert_array_equal(p_values["1"], p_values["2"])
+    from deepprs.qc import stats
+
+    p_values, pools = {}, []
+    real_map = stats._thread_map
+
+    def recording_map(function, items, workers):
+        pools.append(workers)
+        return real_map(function, items, workers)
+
+    monkeypatch.setattr(stats, "_thread_map", recording_map)
+    for threads in (1, 2):
+        monkeypatch.setattr(stats, "exact_test_threads", lambda threads=threads: threads)
+        p_values[threads] = hwe_exact_pvalues(hom_rare, het, n - hom_rare - het, max_cells=40_000)
+    assert set(pools) == {1, 2}
+    # (the chunks' cell budget is split between the threads: other chunk widths, last-bit sums)
+    np.testing.assert_allclose(p_values[1], p_values[2], rtol=1e-13, atol=0)
+
+
+def test_exact_test_threads_follow_threads_setting_and_are_capped(monkeypatch):
+    """--threads (OMP_NUM_THREADS, its first field when nested), else the usable cores; at most
+    MAX_TEST_THREADS (the chunks share one memory budget anyway)."""
+    import os
+
+    from deepprs.qc import stats
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    for setting, expected in (("3", 3), ("4,2", 4), ("", stats.MAX_TEST_THREADS), ("x", stats.MAX_TEST_THREADS),
+                              ("100", stats.MAX_TEST_THREADS)):
+        monkeypatch.setenv("OMP_NUM_THREADS", setting)
+        assert stats.exact_test_threads() == expected
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert stats.exact_test_threads() == 1
 
 
 # ----- chrX exact test with males (plink2 --hardy's .hardy.x, Graffelman & Weir 2016) -----

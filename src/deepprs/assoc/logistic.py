@@ -282,9 +282,10 @@ def gwas_logistic(
 
     Notes
     -----
-    Calls :func:`deepprs.utils.memory.keep_freed_memory` (glibc: malloc keeps freed memory for the
-    process): without it each Newton step's (b, n) arrays were fresh pages, 8-9 million page faults
-    on the 20,000-variant benchmark, 26-28 s instead of 15.6 s.
+    Calls :func:`deepprs.utils.memory.keep_freed_memory`: with glibc, malloc then keeps up to 256 MB of
+    freed memory for reuse for the rest of the process (set ``MALLOC_TRIM_THRESHOLD_`` before starting
+    Python to keep your own setting). Without it each Newton step's (b, n) arrays were fresh pages:
+    8-9 million page faults on the 20,000-variant benchmark, 26-28 s instead of 15.6 s.
     """
     keep_freed_memory()
     max_vif, max_corr = check_limits(max_vif, max_corr)

@@ -33,7 +33,7 @@ _LN2 = np.log(2.0)
 
 
 def hwe_exact_pvalues(n_hom_a1: np.ndarray, n_het: np.ndarray, n_hom_other: np.ndarray, *,
-                      midp: bool = False, max_cells: int = 2_000_000) -> np.ndarray:
+                      midp: bool = False, max_cells: int = 4_000_000) -> np.ndarray:
     """Vectorised Hardy-Weinberg exact test P-values (Wigginton et al. 2005).
 
     Parameters
@@ -43,8 +43,8 @@ def hwe_exact_pvalues(n_hom_a1: np.ndarray, n_het: np.ndarray, n_hom_other: np.n
     midp
         Mid-p correction (plink2 ``--hwe ... midp``): ties with the observed probability count half.
     max_cells
-        Work-array size per chunk (number of variants x number of het classes); the chunks run on
-        ``--threads`` threads (``OMP_NUM_THREADS``; else every core).
+        Work-array cells (variants x het classes) in flight: the chunks run on :func:`exact_test_threads`
+        threads, each with ``max_cells / threads`` cells, so memory does not grow with the cores.
 
     Returns
     -------
@@ -65,8 +65,10 @@ def hwe_exact_pvalues(n_hom_a1: np.ndarray, n_het: np.ndarray, n_hom_other: np.n
     windowed, full_rows = _hwe_windowed(unique, midp, max_cells)
     p_unique[:] = windowed
     order = full_rows[np.argsort(n_rare_all[full_rows], kind="stable")]
-    chunks = _sorted_chunks(order, n_rare_all // 2 + 1, max_cells)
-    for rows, pvalues in zip(chunks, _thread_map(lambda rows: _hwe_chunk(unique[rows], midp), chunks), strict=True):
+    workers = exact_test_threads()
+    chunks = _sorted_chunks(order, n_rare_all // 2 + 1, max(1, max_cells // workers))
+    pvalues_by_chunk = _thread_map(lambda rows: _hwe_chunk(unique[rows], midp), chunks, workers)
+    for rows, pvalues in zip(chunks, pvalues_by_chunk, strict=True):
         p_unique[rows] = pvalues
     if midp:
         p_unique[(n_rare_all == 0) | (unique.sum(axis=1) == 0)] = 0.5
@@ -91,24 +93,37 @@ def _sorted_chunks(rows: np.ndarray, width: np.ndarray, max_cells: int) -> list[
     return chunks
 
 
-def _thread_map(function, items: list) -> list:
-    """``[function(item) for item in items]`` on up to ``--threads`` (``OMP_NUM_THREADS``, else every
-    core) threads: numpy's kernels release the GIL, so the chunks of the exact tests run side by side."""
+MAX_TEST_THREADS = 8  # the exact tests' chunks share one cell budget: more threads, smaller chunks
+
+
+def exact_test_threads() -> int:
+    """Threads for the exact tests' chunks: ``--threads`` (``OMP_NUM_THREADS``, its first field), else
+    the cores this process may use, at most :data:`MAX_TEST_THREADS`."""
     import os
 
     try:
-        limit = int(os.environ.get("OMP_NUM_THREADS", "0"))
+        limit = int(os.environ.get("OMP_NUM_THREADS", "").split(",")[0] or 0)
     except ValueError:
         limit = 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = max(1, min(cores, limit) if limit > 0 else cores)
-    if workers == 1 or len(items) < 2:
+    return max(1, min(MAX_TEST_THREADS, cores, limit if limit > 0 else cores))
+
+
+def _thread_map(function, items: list, workers: int) -> list:
+    """``[function(item) for item in items]`` on ``workers`` threads (numpy's kernels release the GIL,
+    so the chunks run side by side), each under the caller's ``np.errstate``."""
+    if workers <= 1 or len(items) < 2:
         return [function(item) for item in items]
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
-        return list(pool.map(function, items))
+    errors = np.geterr()
 
+    def call(item):
+        with np.errstate(**errors):
+            return function(item)
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        return list(pool.map(call, items))
 
 _HWE_WINDOW_LOG = 40.0  # het classes less likely than exp(-40) x the observed one (or the mode) are left out
 
@@ -118,7 +133,7 @@ def _hwe_log_p(h: np.ndarray, n_rare: np.ndarray, n_common: np.ndarray) -> np.nd
     return (h * np.log(2.0) - gammaln(h + 1) - gammaln((n_rare - h) // 2 + 1) - gammaln((n_common - h) // 2 + 1))
 
 
-def _hwe_windowed(counts: np.ndarray, midp: bool, max_cells: int = 2_000_000) -> tuple[np.ndarray, np.ndarray]:
+def _hwe_windowed(counts: np.ndarray, midp: bool, max_cells: int = 4_000_000) -> tuple[np.ndarray, np.ndarray]:
     """Exact HWE P-values summing only the het classes within a window around the mode that holds
     every class at least exp(-40) times as likely as the observed one (or the mode, if that is
     lower); the classes left out then change a tail sum by < 1e-14 relative. The log-probability
@@ -169,9 +184,10 @@ def _hwe_windowed(counts: np.ndarray, midp: bool, max_cells: int = 2_000_000) ->
         bad = ((low[chunk] > n_rare[chunk] % 2) & (first >= level)) | ((high[chunk] < n_rare[chunk]) & (last >= level))
         return chunk_p, chunk[bad]
 
-    chunks = _sorted_chunks(rows, cells, max_cells)
+    workers = exact_test_threads()
+    chunks = _sorted_chunks(rows, cells, max(1, max_cells // workers))
     failed: list[np.ndarray] = []
-    for chunk, (chunk_p, chunk_failed) in zip(chunks, _thread_map(window, chunks), strict=True):
+    for chunk, (chunk_p, chunk_failed) in zip(chunks, _thread_map(window, chunks, workers), strict=True):
         pvalues[chunk] = chunk_p
         failed.append(chunk_failed)
     full_rows = np.concatenate([np.flatnonzero(full), *failed]) if failed else np.flatnonzero(full)

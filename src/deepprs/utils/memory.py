@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 
 _APPLIED: list[bool] = []
+# glibc reads these when the process starts: the environment as this module first sees it is the
+# closest Python gets to that
+_USER_TUNED = ("glibc.malloc" in os.environ.get("GLIBC_TUNABLES", "")
+               or any(name in os.environ for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")))
 
 
 def keep_freed_memory() -> bool:
@@ -25,8 +29,7 @@ def keep_freed_memory() -> bool:
     """
     if _APPLIED:
         return _APPLIED[0]
-    if ("glibc.malloc" in os.environ.get("GLIBC_TUNABLES", "")
-            or any(name in os.environ for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"))):
+    if _USER_TUNED:
         return False
     try:
         import ctypes
