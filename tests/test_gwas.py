@@ -1249,3 +1249,21 @@ def test_logistic_gwas_asks_malloc_to_keep_freed_memory(monkeypatch):
     gwas_logistic(cohort.genotypes, status, sample_index=cohort.sample_index, variant_index=np.arange(5),
                   progress=False)
     assert calls == [True]
+
+
+def test_read_packed_equals_the_memory_map_for_every_kind_of_selection():
+    """`read_packed` (pread of runs and of gapped runs, the memory map for the rest) returns the same
+    bytes as indexing the memory map, for consecutive, gapped, sparse, unsorted, single and empty
+    selections."""
+    from deepprs.assoc.blocks import read_packed
+
+    source = open_genotypes(DATA / "sim")
+    rng = np.random.default_rng(3)
+    m = source.n_variants
+    selections = [np.arange(5, 25), np.array([3]), np.zeros(0, dtype=np.int64),
+                  np.sort(rng.choice(np.arange(10, 40), 20, replace=False)),     # gaps: span <= 2x
+                  np.array([0, m // 2, m - 1]),                                   # sparse
+                  np.array([7, 5, 6])]                                            # not ascending
+    for index in selections:
+        out = np.empty((len(index), source.bytes_per_variant), dtype=np.uint8)
+        np.testing.assert_array_equal(read_packed(source, index, out), source.packed_variant_major(index))

@@ -409,10 +409,12 @@ class BedScan:
         if len(block_index) == b:  # the whole scan block
             return scanned
         rows = block_index - first                                    # the wanted rows, ascending
-        keep = np.isin(scanned.missing_variant, rows)
-        kept_rows = np.searchsorted(rows, scanned.missing_variant[keep])
-        return ScannedBlock(0, len(rows), np.bincount(kept_rows, minlength=len(rows)).astype(np.int64),
-                            scanned.missing_sample[keep], scanned.hom_a1_all[rows])
+        wanted = np.zeros(b, dtype=bool)
+        wanted[rows] = True
+        # the calls are grouped by variant, in order: keep the groups of the wanted rows
+        keep = np.repeat(wanted, scanned.missing_per_variant)
+        return ScannedBlock(0, len(rows), scanned.missing_per_variant[rows], scanned.missing_sample[keep],
+                            scanned.hom_a1_all[rows])
 
     def _passed(self, number: int) -> None:
         """The reader reached block ``number`` without the scan's results: the scan skips the

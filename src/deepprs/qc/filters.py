@@ -390,6 +390,7 @@ def _hard_call_group_sums(genotypes: GenotypeSource, samples: np.ndarray, varian
     of founders needed 4.
     """
     from deepprs.assoc.bedscan import as_words, exclusion_mask, genotype_word_counts, mask_words
+    from deepprs.assoc.blocks import read_packed
     from deepprs.io.bed import BedReader
 
     m = len(variants)
@@ -407,8 +408,10 @@ def _hard_call_group_sums(genotypes: GenotypeSource, samples: np.ndarray, varian
             weight = np.zeros(width)
             weight[samples[atom_of_sample == a]] = 1.0
             or_words[a] = mask_words(exclusion_mask(weight))
+        rows = np.empty((min(block_size, m), genotypes.bytes_per_variant), dtype=np.uint8)  # (reused)
         for start in range(0, m, block_size):
-            words = as_words(genotypes.packed_variant_major(variants[start : start + block_size]))
+            index = variants[start : start + block_size]
+            words = as_words(read_packed(genotypes, index, rows[: len(index)]))
             for a in atoms:
                 counts = genotype_word_counts(words, or_words[a])
                 for key, value in zip(keys, counts, strict=True):
