@@ -1267,3 +1267,39 @@ def test_read_packed_equals_the_memory_map_for_every_kind_of_selection():
     for index in selections:
         out = np.empty((len(index), source.bytes_per_variant), dtype=np.uint8)
         np.testing.assert_array_equal(read_packed(source, index, out), source.packed_variant_major(index))
+
+
+def test_resolve_device_names_bad_devices(monkeypatch):
+    """A device string that is not one, CUDA without a GPU, and a GPU number beyond the machine's
+    GPUs are input errors that say what is wrong (not a torch error later, mid-run)."""
+    import torch
+
+    from deepprs.utils.device import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(InputError, match="is not a device"):
+        resolve_device("gpu0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(InputError, match="no CUDA GPU is available"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(InputError, match="1 CUDA GPU"):
+        resolve_device("cuda:3")
+
+
+def test_predictor_check_survives_factors_with_a_zero_pivot():
+    """Exactly singular predictor sets (a duplicated column) are flagged, with no error from
+    inverting their failed Cholesky factor; a regular set in the same batch gets its VIFs."""
+    import torch
+
+    from deepprs.assoc.vif import correlation_checks
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 3))
+    regular = torch.from_numpy(np.cov(x, rowvar=False) * 49)
+    duplicated = torch.from_numpy(np.cov(np.column_stack([x[:, :2], x[:, 1]]), rowvar=False) * 49)
+    code, vif = correlation_checks(torch.stack([regular, duplicated]))
+    assert code[0] == 0 and code[1] != 0
+    np.testing.assert_allclose(vif[0].numpy(), np.diag(np.linalg.inv(np.corrcoef(x, rowvar=False))), rtol=1e-10)

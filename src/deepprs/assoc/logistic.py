@@ -225,7 +225,9 @@ def null_fit(covariates: torch.Tensor, y: torch.Tensor, max_iter: int = 50) -> t
     for _ in range(max_iter):
         prob = torch.sigmoid(covariates @ beta)
         info = covariates.T @ (covariates * (prob * (1 - prob)).unsqueeze(1))
-        step = torch.linalg.lstsq(info, covariates.T @ (y - prob)).solution
+        # (a k × k solve, on the CPU: CUDA's lstsq only has the full-rank "gels" driver, where the
+        # CPU's default "gelsy" also handles a rank-deficient information matrix)
+        step = torch.linalg.lstsq(info.cpu(), (covariates.T @ (y - prob)).cpu()).solution.to(beta.device)
         if not torch.isfinite(step).all():
             return torch.zeros_like(beta)
         beta = beta + step

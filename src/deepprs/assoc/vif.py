@@ -91,9 +91,11 @@ def _rules(
     eye = torch.eye(p, dtype=torch.bool, device=sscp.device)
     corr = torch.where(eye, torch.ones_like(corr), corr)
     too_high = (torch.where(eye, torch.zeros_like(corr), corr).abs() > max_corr).any(2).any(1)
-    chol, info = torch.linalg.cholesky_ex(torch.where(degenerate.view(-1, 1, 1), torch.eye(p, dtype=corr.dtype,
-                                                                                         device=corr.device), corr))
-    inverse = torch.cholesky_inverse(chol)
+    identity = torch.eye(p, dtype=corr.dtype, device=corr.device)
+    chol, info = torch.linalg.cholesky_ex(torch.where(degenerate.view(-1, 1, 1), identity, corr))
+    # failed factors (flagged singular below) are inverted as the identity: the inverse of a factor
+    # with a zero pivot may raise, or give infinities, depending on the backend
+    inverse = torch.cholesky_inverse(torch.where((info != 0).view(-1, 1, 1), identity, chol))
     # reciprocal 1-norm condition number (plink2: dpocon estimate < 1e-14 means singular)
     rcond = 1.0 / (torch.linalg.matrix_norm(corr, ord=1) * torch.linalg.matrix_norm(inverse, ord=1))
     singular = degenerate | (info != 0) | ~(rcond >= SINGULAR_RCOND)

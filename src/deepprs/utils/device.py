@@ -16,13 +16,20 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     Raises
     ------
     InputError
-        If CUDA is requested but not available.
+        If CUDA is requested but not available, a GPU number that does not exist, or a string that
+        is not a device.
     """
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError as exc:
+        raise InputError(f"--device {device!r} is not a device (use cpu, cuda or cuda:N)") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda was requested but no CUDA GPU is available; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise InputError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                         f"numbered from 0")
     return device
 
 
