@@ -1263,7 +1263,8 @@ def test_read_packed_equals_the_memory_map_for_every_kind_of_selection():
     selections = [np.arange(5, 25), np.array([3]), np.zeros(0, dtype=np.int64),
                   np.sort(rng.choice(np.arange(10, 40), 20, replace=False)),     # gaps: span <= 2x
                   np.array([0, m // 2, m - 1]),                                   # sparse
-                  np.array([7, 5, 6])]                                            # not ascending
+                  np.array([7, 5, 6]),                                            # not ascending
+                  np.array([-3, -2, -1])]                                         # counted from the end
     for index in selections:
         out = np.empty((len(index), source.bytes_per_variant), dtype=np.uint8)
         np.testing.assert_array_equal(read_packed(source, index, out), source.packed_variant_major(index))
@@ -1290,16 +1291,19 @@ def test_resolve_device_names_bad_devices(monkeypatch):
 
 
 def test_predictor_check_survives_factors_with_a_zero_pivot():
-    """Exactly singular predictor sets (a duplicated column) are flagged, with no error from
-    inverting their failed Cholesky factor; a regular set in the same batch gets its VIFs."""
+    """A predictor set whose Cholesky factor has an exact zero pivot (two identical columns; the
+    correlation rule switched off so the VIF rule sees it) is VIF_INFINITE with infinite VIFs, with no
+    error from inverting the failed factor; a regular set in the same batch gets its VIFs."""
     import torch
 
-    from deepprs.assoc.vif import correlation_checks
+    from deepprs.assoc.vif import VIF_INFINITE, correlation_checks
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(50, 3))
     regular = torch.from_numpy(np.cov(x, rowvar=False) * 49)
-    duplicated = torch.from_numpy(np.cov(np.column_stack([x[:, :2], x[:, 1]]), rowvar=False) * 49)
-    code, vif = correlation_checks(torch.stack([regular, duplicated]))
-    assert code[0] == 0 and code[1] != 0
-    np.testing.assert_allclose(vif[0].numpy(), np.diag(np.linalg.inv(np.corrcoef(x, rowvar=False))), rtol=1e-10)
+    duplicated = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    assert torch.linalg.cholesky_ex(duplicated).info == 2          # the zero pivot this test is about
+    code, vif = correlation_checks(torch.stack([duplicated, regular]), max_corr=1.0)
+    assert code.tolist() == [VIF_INFINITE, 0]
+    assert torch.isinf(vif[0]).all()
+    np.testing.assert_allclose(vif[1].numpy(), np.diag(np.linalg.inv(np.corrcoef(x, rowvar=False))), rtol=1e-10)

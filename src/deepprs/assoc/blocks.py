@@ -272,8 +272,9 @@ def read_packed(source: BedReader, block_index: np.ndarray, out: np.ndarray) -> 
     if b == 0:
         return source.packed_variant_major(block_index)
     first, span = int(block_index[0]), int(block_index[-1]) - int(block_index[0]) + 1
-    if span < b or span > 2 * b or (b > 1 and not (np.diff(block_index) > 0).all()):
-        return source.packed_variant_major(block_index)
+    if (span < b or span > 2 * b or first < 0 or first + span > source.n_variants
+            or (b > 1 and not (np.diff(block_index) > 0).all())):
+        return source.packed_variant_major(block_index)  # (also what negative or too large indices mean)
     fd = os.open(source.path, os.O_RDONLY)
     try:
         if span == b:  # ascending with no gaps: consecutive variants
