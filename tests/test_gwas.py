@@ -1307,3 +1307,23 @@ def test_predictor_check_survives_factors_with_a_zero_pivot():
     assert code.tolist() == [VIF_INFINITE, 0]
     assert torch.isinf(vif[0]).all()
     np.testing.assert_allclose(vif[1].numpy(), np.diag(np.linalg.inv(np.corrcoef(x, rowvar=False))), rtol=1e-10)
+
+
+def test_format_glm_with_a_shared_variant_prefix_writes_the_same_text():
+    """The variant columns formatted once (`variant_prefix`) and reused for another phenotype's table
+    give exactly the text of formatting every column, NaN rows (NA fields) included; a prefix of
+    other variants is refused."""
+    from deepprs.assoc.output import format_glm, same_variants, variant_prefix
+
+    cohort = load_cohort(DATA / "sim", pheno=DATA / "sim.pheno", pheno_names=["Q1", "Q2"], covar=DATA / "sim.covar")
+    tables = gwas_linear(cohort.genotypes, cohort.phenotypes, covariates=cohort.covariates,
+                         sample_index=cohort.sample_index, progress=False)
+    first, second = tables["Q1"], tables["Q2"].copy()
+    second.loc[[0, 5], ["BETA", "SE", "T_STAT", "P"]] = np.nan     # failed tests print NA
+    second.loc[[0, 5], "ERRCODE"] = "VIF_INFINITE"
+    assert same_variants(first, second) and not same_variants(first, second.iloc[1:])
+    prefix = variant_prefix(first)
+    assert format_glm(second, prefix=prefix) == format_glm(second)
+    assert "\tNA\t" in format_glm(second, prefix=prefix).splitlines()[1]
+    with pytest.raises(ValueError, match="prefix"):
+        format_glm(second.iloc[1:], prefix=prefix)

@@ -20,7 +20,15 @@ import torch
 
 from deepprs.assoc.bedscan import stop_bed_scan
 from deepprs.assoc.linear import gwas_linear
-from deepprs.assoc.output import binary_coding, genomic_control, glm_suffix, to_case_control, write_glm
+from deepprs.assoc.output import (
+    binary_coding,
+    genomic_control,
+    glm_suffix,
+    same_variants,
+    to_case_control,
+    variant_prefix,
+    write_glm,
+)
 from deepprs.assoc.vif import MAX_CORR, MAX_VIF, check_limits
 from deepprs.errors import InputError
 from deepprs.io.cohort import Cohort
@@ -142,6 +150,7 @@ def run_gwas(
         binary={name: codes[name] is not None for name in phenotypes.columns},
         lambda_gc={},
     )
+    shared: tuple[pd.DataFrame, list[str]] | None = None  # the variant columns' text, shared by the tables
     for name, table in result.tables.items():
         lam = genomic_control(table["P"].to_numpy(dtype=float))
         result.lambda_gc[name] = lam
@@ -150,7 +159,10 @@ def run_gwas(
         if out is None:
             continue
         with _step(f"write {name} results"):
-            path = write_glm(table, f"{out}.{name}.{glm_suffix(result.binary[name])}", gz=gz)
+            if len(result.tables) > 1 and (shared is None or not same_variants(shared[0], table)):
+                shared = (table, variant_prefix(table))
+            path = write_glm(table, f"{out}.{name}.{glm_suffix(result.binary[name])}", gz=gz,
+                             prefix=None if shared is None else shared[1])
         result.files.append(path)
         if plots:
             from deepprs.plots import manhattan_plot, qq_plot

@@ -27,14 +27,11 @@ def format_number(value: float) -> str:
     return f"{value:.6g}"
 
 
-def format_glm(table: pd.DataFrame) -> str:
-    """Render a result table in plink2's ``--glm`` text layout (tab-separated, ``#CHROM`` header).
+VARIANT_COLUMNS = ["CHROM", "POS", "ID", "REF", "ALT", "A1", "OMITTED"]  # the leading columns of every --glm table
 
-    One ``%``-template per row (``%.6g`` numbers, ``%d`` integers, ``%s`` text): a third faster
-    than formatting column by column and joining. Rows with a NaN (tests that failed) are
-    rendered field by field so that NaN prints as ``NA``.
-    """
-    columns = list(table.columns)
+
+def _column_fields(table: pd.DataFrame, columns: list[str]) -> tuple[list[list], list[str], list[np.ndarray]]:
+    """Per column: its values as a Python list, its ``%`` field and (numbers) the float array."""
     values, fields, floats = [], [], []
     for column in columns:
         array = table[column].to_numpy()
@@ -49,6 +46,40 @@ def format_glm(table: pd.DataFrame) -> str:
             floats.append(array)
             values.append(array.tolist())
             fields.append("%.6g")
+    return values, fields, floats
+
+
+def variant_prefix(table: pd.DataFrame) -> list[str]:
+    """The text of each row's variant columns (``CHROM POS ID REF ALT A1 OMITTED``), tab-separated, as
+    :func:`format_glm` writes them: formatted once, it serves every phenotype's table of the same
+    variants (``format_glm(table, prefix=...)``)."""
+    values, fields, _ = _column_fields(table, VARIANT_COLUMNS)
+    template = "\t".join(fields)
+    return [template % row for row in zip(*values)]  # noqa: B905 - equal lengths by construction
+
+
+def same_variants(table: pd.DataFrame, other: pd.DataFrame) -> bool:
+    """Whether two result tables list the same variants in the same order (their variant columns)."""
+    return len(table) == len(other) and all(
+        np.array_equal(table[column].to_numpy(), other[column].to_numpy()) for column in VARIANT_COLUMNS)
+
+
+def format_glm(table: pd.DataFrame, *, prefix: list[str] | None = None) -> str:
+    """Render a result table in plink2's ``--glm`` text layout (tab-separated, ``#CHROM`` header).
+
+    One ``%``-template per row (``%.6g`` numbers, ``%d`` integers, ``%s`` text): a third faster
+    than formatting column by column and joining. Rows with a NaN (tests that failed) are
+    rendered field by field so that NaN prints as ``NA``. ``prefix`` (from :func:`variant_prefix` of
+    a table of the same variants) replaces the formatting of the leading variant columns.
+    """
+    columns = list(table.columns)
+    if prefix is not None:
+        if columns[: len(VARIANT_COLUMNS)] != VARIANT_COLUMNS or len(prefix) != len(table):
+            raise ValueError("prefix: the table must start with the variant columns and match its length")
+        values, fields, floats = _column_fields(table, columns[len(VARIANT_COLUMNS):])
+        values, fields = [prefix, *values], ["%s", *fields]
+    else:
+        values, fields, floats = _column_fields(table, columns)
     template = "\t".join(fields)
     body = [template % row for row in zip(*values)]  # noqa: B905 - equal lengths by construction
     if floats:
@@ -66,10 +97,11 @@ def glm_suffix(binary: bool) -> str:
     return "glm.logistic.hybrid" if binary else "glm.linear"
 
 
-def write_glm(table: pd.DataFrame, path: str | Path, *, gz: bool = False) -> Path:
-    """Write ``table`` to ``path`` (``.gz`` appended when ``gz``), atomically."""
+def write_glm(table: pd.DataFrame, path: str | Path, *, gz: bool = False, prefix: list[str] | None = None) -> Path:
+    """Write ``table`` to ``path`` (``.gz`` appended when ``gz``), atomically (``prefix``: see
+    :func:`format_glm`)."""
     path = Path(f"{path}.gz" if gz and not str(path).endswith(".gz") else path)
-    text = format_glm(table)
+    text = format_glm(table, prefix=prefix)
     if gz:
         buffer = io.BytesIO()
         with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=6, mtime=0) as handle:
