@@ -125,6 +125,7 @@ def _thread_map(function, items: list, workers: int) -> list:
     with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
         return list(pool.map(call, items))
 
+
 _HWE_WINDOW_LOG = 40.0  # het classes less likely than exp(-40) x the observed one (or the mode) are left out
 
 

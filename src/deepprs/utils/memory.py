@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
-_APPLIED: list[bool] = []
 # glibc reads these when the process starts: the environment as this module first sees it is the
 # closest Python gets to that
 _USER_TUNED = ("glibc.malloc" in os.environ.get("GLIBC_TUNABLES", "")
                or any(name in os.environ for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")))
 
 
+@functools.cache
 def keep_freed_memory() -> bool:
     """Ask glibc's malloc to keep freed memory for reuse (allocations up to 32 MB from the heap, up
     to 256 MB of free heap kept) instead of returning it to the kernel, which must zero fresh pages
@@ -27,8 +28,6 @@ def keep_freed_memory() -> bool:
     the user tuned malloc (``GLIBC_TUNABLES`` with malloc settings, ``MALLOC_MMAP_THRESHOLD_`` or
     ``MALLOC_TRIM_THRESHOLD_``).
     """
-    if _APPLIED:
-        return _APPLIED[0]
     if _USER_TUNED:
         return False
     try:
@@ -36,8 +35,6 @@ def keep_freed_memory() -> bool:
 
         libc = ctypes.CDLL("libc.so.6")
         m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-        changed = bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 256 << 20))
+        return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 256 << 20))
     except (OSError, AttributeError):  # not glibc
-        changed = False
-    _APPLIED.append(changed)
-    return changed
+        return False
