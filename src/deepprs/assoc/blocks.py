@@ -269,8 +269,8 @@ def read_packed(source: BedReader, block_index: np.ndarray, out: np.ndarray) -> 
     are gathered from the memory map.
     """
     b = len(block_index)
-    if b == 0:
-        return source.packed_variant_major(block_index)
+    if b == 0 or source.closed:
+        return source.packed_variant_major(block_index)  # (which raises on a closed reader)
     first, span = int(block_index[0]), int(block_index[-1]) - int(block_index[0]) + 1
     if (span < b or span > 2 * b or first < 0 or first + span > source.n_variants
             or (b > 1 and not (np.diff(block_index) > 0).all())):

@@ -279,6 +279,11 @@ class BedReader(GenotypeSource):
         self._packed = np.memmap(self.path, dtype=np.uint8, mode="r", offset=3,
                                  shape=(self.n_variants, self.bytes_per_variant))
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (reads then raise :class:`InputError`)."""
+        return self._packed is None
+
     def packed_variant_major(self, variant_index: np.ndarray) -> np.ndarray:
         """Raw packed bytes of the given variants, shape (b, ceil(N/4))."""
         if self._packed is None:

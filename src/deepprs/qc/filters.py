@@ -399,6 +399,7 @@ def _hard_call_group_sums(genotypes: GenotypeSource, samples: np.ndarray, varian
     patterns, atom_of_sample = np.unique(membership, axis=0, return_inverse=True)
     atom_of_sample = atom_of_sample.ravel()
     atoms = [a for a in range(len(patterns)) if patterns[a].any()]  # (samples in no group: not counted)
+    in_atom = {a: atom_of_sample == a for a in atoms}
     keys = ("hom_a1", "het", "missing")
     atom_sums = {a: {key: np.zeros(m) for key in keys} for a in atoms}
     if isinstance(genotypes, BedReader):
@@ -406,7 +407,7 @@ def _hard_call_group_sums(genotypes: GenotypeSource, samples: np.ndarray, varian
         or_words = {}
         for a in atoms:
             weight = np.zeros(width)
-            weight[samples[atom_of_sample == a]] = 1.0
+            weight[samples[in_atom[a]]] = 1.0
             or_words[a] = mask_words(exclusion_mask(weight))
         rows = np.empty((min(block_size, m), genotypes.bytes_per_variant), dtype=np.uint8)  # (reused)
         for start in range(0, m, block_size):
@@ -421,7 +422,7 @@ def _hard_call_group_sums(genotypes: GenotypeSource, samples: np.ndarray, varian
             calls = genotypes.read(samples, variants[start : start + block_size], dtype=np.int8, missing="raw")
             stop = start + calls.shape[1]
             for a in atoms:
-                part = calls[atom_of_sample == a]
+                part = calls[in_atom[a]]
                 atom_sums[a]["hom_a1"][start:stop] = (part == 2).sum(axis=0)
                 atom_sums[a]["het"][start:stop] = (part == 1).sum(axis=0)
                 atom_sums[a]["missing"][start:stop] = (part < 0).sum(axis=0)

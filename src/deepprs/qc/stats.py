@@ -855,6 +855,7 @@ def _bed_genotype_counts(source: GenotypeSource, sample_index: np.ndarray, varia
                          block_size: int, progress: bool) -> GenotypeCounts:
     """:func:`genotype_counts` of a ``.bed`` (distinct samples) on the packed bytes."""
     from deepprs.assoc.bedscan import as_words, exclusion_mask, genotype_word_counts, mask_words, missing_word_calls
+    from deepprs.assoc.blocks import read_packed
 
     n_columns = 4 * source.bytes_per_variant
     weight = np.zeros(n_columns)
@@ -864,9 +865,10 @@ def _bed_genotype_counts(source: GenotypeSource, sample_index: np.ndarray, varia
     hom1, het, miss = (np.zeros(m, dtype=np.int64) for _ in range(3))
     column_missing = np.zeros(n_columns, dtype=np.int64)
     starts = range(0, m, block_size)
+    rows = np.empty((min(block_size, m), source.bytes_per_variant), dtype=np.uint8)  # (reused)
     for start in track(starts, "genotype counts", total=len(starts), disable=None if progress else True):
         stop = min(start + block_size, m)
-        words = as_words(source.packed_variant_major(variant_index[start:stop]))
+        words = as_words(read_packed(source, variant_index[start:stop], rows[: stop - start]))
         hom1[start:stop], het[start:stop], miss[start:stop] = genotype_word_counts(words, or_words)
         _, missing_column = missing_word_calls(words, np.int32)
         column_missing += np.bincount(missing_column, minlength=n_columns)[:n_columns]
